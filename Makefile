@@ -1,0 +1,38 @@
+# Varsel: `make help` lists the targets.
+GO      ?= go
+BIN     := bin/varsel
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LISTEN  ?= 127.0.0.1:8080
+
+.DEFAULT_GOAL := help
+.PHONY: help build run test lint stop wipe
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+build: ## build bin/varsel
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/varsel
+
+run: build ## start the dev Postgres under .data/, migrate, seed demo agencies, serve on 127.0.0.1:8080
+	@url=$$(deploy/pg.sh start) && \
+	export VARSEL_DATABASE_URL=$$url && \
+	$(BIN) migrate && \
+	deploy/demo.sh $(BIN) && \
+	echo "demo keys in .data/demo/; try: $(BIN) call GET /v1/whoami --key .data/demo/oslo-pd.jwk --agency oslo-pd --sub ola --role police-liaison" && \
+	exec $(BIN) serve --listen $(LISTEN) --keys file:.data/keys --test-subjects
+
+test: ## run every test (starts its own Postgres unless DATABASE_URL is set)
+	GO=$(GO) deploy/test.sh
+
+lint: ## gofmt, go vet, opa fmt and opa check --strict
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	@out=$$($(GO) tool opa fmt --list policies); if [ -n "$$out" ]; then echo "opa fmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) tool opa check --strict policies
+
+stop: ## stop the dev and test Postgres clusters
+	-deploy/pg.sh stop
+	-deploy/pg.sh stop .data/test-pg
+
+wipe: stop ## stop everything and delete .data/ (the dev database, keys and demo keys)
+	rm -rf .data

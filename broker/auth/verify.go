@@ -1,0 +1,325 @@
+package auth
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+
+	"varsel/broker"
+)
+
+// Limits of API.md §1.
+const (
+	TokenType   = "varsel-req+jwt"
+	MaxLifetime = 300 * time.Second
+	ClockSkew   = 30 * time.Second
+	MinJTI      = 16
+	MaxJTI      = 128
+	MaxSub      = 128
+	// MaxTokenBytes bounds what is parsed at all.
+	MaxTokenBytes = 8 << 10
+)
+
+// The 401 codes of API.md §1.
+const (
+	CodeMissingToken    = "missing_token"
+	CodeMalformedToken  = "malformed_token"
+	CodeBadSignature    = "bad_signature"
+	CodeUnknownKey      = "unknown_key"
+	CodeBadAlg          = "bad_alg"
+	CodeBadTyp          = "bad_typ"
+	CodeExpired         = "expired"
+	CodeNotYetValid     = "not_yet_valid"
+	CodeBadAudience     = "bad_audience"
+	CodeReplayed        = "replayed"
+	CodeBindingMismatch = "binding_mismatch"
+	CodeUnknownAgency   = "unknown_agency"
+	CodeAgencyDisabled  = "agency_disabled"
+	CodeBadClaims       = "bad_claims"
+)
+
+// Claims are the claims of a request token. Any other claim is refused.
+type Claims struct {
+	Issuer    string          `json:"iss"`
+	Subject   string          `json:"sub"`
+	Audience  json.RawMessage `json:"aud"`
+	IssuedAt  *int64          `json:"iat"`
+	Expiry    *int64          `json:"exp"`
+	NotBefore *int64          `json:"nbf,omitempty"`
+	JTI       string          `json:"jti"`
+	Method    string          `json:"htm"`
+	URI       string          `json:"htu"`
+	BodyHash  string          `json:"bsh"`
+	Role      string          `json:"role"`
+	Office    string          `json:"office,omitempty"`
+}
+
+// Keys finds an agency and its active keys; KeyCache implements it.
+type Keys interface {
+	// Lookup returns the agency and its active key kid, or nil when it
+	// has no such active key. Errors: ENOTFOUND for an unknown agency.
+	Lookup(ctx context.Context, agencyID, kid string) (*broker.Agency, *jose.JSONWebKey, error)
+}
+
+// ReplayGuard remembers token ids.
+type ReplayGuard interface {
+	// Use records that agency used jti, valid until exp. It returns false
+	// when the pair was used before, on this replica or any other.
+	Use(ctx context.Context, agencyID, jti string, exp time.Time) (bool, error)
+}
+
+// Verifier checks signed requests. It is safe for concurrent use.
+type Verifier struct {
+	Audience string // the broker's id
+	Keys     Keys
+	Replay   ReplayGuard
+	Now      func() time.Time // nil: time.Now
+	Logger   *slog.Logger     // warn line per refusal: agency, kid and code, never the token
+}
+
+func unauthorized(code, format string, args ...any) error {
+	return broker.CodeErrorf(broker.EUNAUTHORIZED, code, format, args...)
+}
+
+// Authenticate verifies the request's bearer token against the request and
+// its exact body bytes.
+func (v *Verifier) Authenticate(ctx context.Context, r *http.Request, body []byte) (*broker.Principal, error) {
+	h := r.Header.Get("Authorization")
+	token, ok := strings.CutPrefix(h, "Bearer ")
+	if h == "" || !ok || strings.TrimSpace(token) == "" {
+		err := unauthorized(CodeMissingToken, "no bearer token: every /v1/ request must be signed")
+		v.logRefusal("", "", err)
+		return nil, err
+	}
+	return v.Verify(ctx, strings.TrimSpace(token), r.Method, r.URL.RequestURI(), body)
+}
+
+// header is the part of the JOSE header inspected before verification.
+type header struct {
+	Alg  string   `json:"alg"`
+	Kid  string   `json:"kid"`
+	Typ  string   `json:"typ"`
+	Crit []string `json:"crit"`
+}
+
+// Verify checks a compact JWS for a request with the given method, path and
+// query, and body. On success it returns the principal the agency vouches for.
+func (v *Verifier) Verify(ctx context.Context, token, method, uri string, body []byte) (*broker.Principal, error) {
+	p, kid, iss, err := v.verify(ctx, token, method, uri, body)
+	if err != nil {
+		v.logRefusal(iss, kid, err)
+		return nil, err
+	}
+	return p, nil
+}
+
+func (v *Verifier) logRefusal(iss, kid string, err error) {
+	if v.Logger != nil {
+		v.Logger.Warn("request refused", "subsystem", "auth", "agency", iss, "kid", kid, "code", broker.ErrorCode(err))
+	}
+}
+
+var b64 = base64.RawURLEncoding
+
+func (v *Verifier) verify(ctx context.Context, token, method, uri string, body []byte) (p *broker.Principal, kid, iss string, err error) {
+	if len(token) > MaxTokenBytes {
+		return nil, "", "", unauthorized(CodeMalformedToken, "token longer than %d bytes", MaxTokenBytes)
+	}
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return nil, "", "", unauthorized(CodeMalformedToken, "token is not a compact JWS")
+	}
+	rawHeader, err := b64.DecodeString(parts[0])
+	if err != nil {
+		return nil, "", "", unauthorized(CodeMalformedToken, "token header is not base64url")
+	}
+	var hdr header
+	if err := strictUnmarshal(rawHeader, &hdr, true); err != nil {
+		return nil, "", "", unauthorized(CodeMalformedToken, "token header is not a JSON object")
+	}
+	kid = hdr.Kid
+	if hdr.Alg != AlgES256 && hdr.Alg != AlgEdDSA {
+		return nil, kid, "", unauthorized(CodeBadAlg, "alg %q is not allowed: use ES256 or EdDSA", truncate(hdr.Alg))
+	}
+	if hdr.Typ != TokenType {
+		return nil, kid, "", unauthorized(CodeBadTyp, "typ must be %q", TokenType)
+	}
+	if len(hdr.Crit) > 0 {
+		return nil, kid, "", unauthorized(CodeMalformedToken, "no critical header extensions are supported")
+	}
+	if hdr.Kid == "" || len(hdr.Kid) > 128 {
+		return nil, kid, "", unauthorized(CodeUnknownKey, "the header must name a registered kid")
+	}
+
+	// The issuer picks the key set; nothing else in the payload is trusted
+	// before the signature holds.
+	rawPayload, err := b64.DecodeString(parts[1])
+	if err != nil {
+		return nil, kid, "", unauthorized(CodeMalformedToken, "token payload is not base64url")
+	}
+	var unverified struct {
+		Issuer string `json:"iss"`
+	}
+	if err := json.Unmarshal(rawPayload, &unverified); err != nil || unverified.Issuer == "" {
+		return nil, kid, "", unauthorized(CodeMalformedToken, "token payload has no iss")
+	}
+	iss = truncate(unverified.Issuer)
+
+	agency, key, err := v.Keys.Lookup(ctx, unverified.Issuer, hdr.Kid)
+	switch {
+	case broker.ErrorKind(err) == broker.ENOTFOUND:
+		return nil, kid, iss, unauthorized(CodeUnknownAgency, "agency %q is not registered", iss)
+	case err != nil:
+		return nil, kid, iss, &broker.Error{Kind: broker.EUNAVAILABLE, Message: "agency keys unavailable", Err: err}
+	case agency.Status != broker.StatusActive:
+		return nil, kid, iss, unauthorized(CodeAgencyDisabled, "agency %q is disabled", iss)
+	case key == nil:
+		return nil, kid, iss, unauthorized(CodeUnknownKey, "agency %q has no active key %q", iss, truncate(hdr.Kid))
+	}
+	if keyAlg, err := KeyAlg(key); err != nil || keyAlg != hdr.Alg {
+		return nil, kid, iss, unauthorized(CodeBadAlg, "alg %s does not match key %q", hdr.Alg, truncate(hdr.Kid))
+	}
+
+	jws, err := jose.ParseSigned(token, AllowedAlgs)
+	if err != nil {
+		return nil, kid, iss, unauthorized(CodeMalformedToken, "token is not a valid JWS")
+	}
+	payload, err := jws.Verify(key)
+	if err != nil {
+		return nil, kid, iss, unauthorized(CodeBadSignature, "signature does not verify with key %q", truncate(hdr.Kid))
+	}
+
+	var c Claims
+	if err := strictUnmarshal(payload, &c, false); err != nil {
+		return nil, kid, iss, unauthorized(CodeBadClaims, "claims: %v", err)
+	}
+	if c.Issuer != agency.ID {
+		return nil, kid, iss, unauthorized(CodeBadClaims, "iss is ambiguous")
+	}
+	if err := v.checkClaims(&c, agency, method, uri, body); err != nil {
+		return nil, kid, iss, err
+	}
+	fresh, err := v.Replay.Use(ctx, agency.ID, c.JTI, time.Unix(*c.Expiry, 0).Add(ClockSkew))
+	if err != nil {
+		return nil, kid, iss, &broker.Error{Kind: broker.EUNAVAILABLE, Message: "replay check unavailable", Err: err}
+	}
+	if !fresh {
+		return nil, kid, iss, unauthorized(CodeReplayed, "token id was already used")
+	}
+	return &broker.Principal{
+		Agency: agency.ID, AgencyKind: agency.Kind, Role: c.Role, Office: c.Office,
+		Sub: c.Subject, JTI: c.JTI, KID: hdr.Kid,
+	}, kid, iss, nil
+}
+
+func (v *Verifier) checkClaims(c *Claims, agency *broker.Agency, method, uri string, body []byte) error {
+	now := time.Now()
+	if v.Now != nil {
+		now = v.Now()
+	}
+	if !audienceIs(c.Audience, v.Audience) {
+		return unauthorized(CodeBadAudience, "aud must be %q", v.Audience)
+	}
+	if c.IssuedAt == nil || c.Expiry == nil {
+		return unauthorized(CodeBadClaims, "iat and exp are required")
+	}
+	iat, exp := time.Unix(*c.IssuedAt, 0), time.Unix(*c.Expiry, 0)
+	if !exp.After(iat) {
+		return unauthorized(CodeBadClaims, "exp must be after iat")
+	}
+	if exp.Sub(iat) > MaxLifetime {
+		return unauthorized(CodeBadClaims, "token lifetime over %d s", int(MaxLifetime.Seconds()))
+	}
+	if now.After(exp.Add(ClockSkew)) {
+		return unauthorized(CodeExpired, "token expired")
+	}
+	if iat.After(now.Add(ClockSkew)) {
+		return unauthorized(CodeNotYetValid, "token issued in the future")
+	}
+	if c.NotBefore != nil && time.Unix(*c.NotBefore, 0).After(now.Add(ClockSkew)) {
+		return unauthorized(CodeNotYetValid, "token not valid yet (nbf)")
+	}
+	if n := len(c.JTI); n < MinJTI || n > MaxJTI {
+		return unauthorized(CodeBadClaims, "jti must be %d to %d characters", MinJTI, MaxJTI)
+	}
+	if n := len(c.Subject); n < 1 || n > MaxSub {
+		return unauthorized(CodeBadClaims, "sub must be 1 to %d characters", MaxSub)
+	}
+	if c.Method != method {
+		return unauthorized(CodeBindingMismatch, "htm does not match the request method")
+	}
+	if c.URI != uri {
+		return unauthorized(CodeBindingMismatch, "htu does not match the request path and query")
+	}
+	if c.BodyHash != BodyHash(body) {
+		return unauthorized(CodeBindingMismatch, "bsh does not match the request body")
+	}
+	if !broker.ValidRole(c.Role) {
+		return unauthorized(CodeBadClaims, "unknown role")
+	}
+	if broker.RoleNeedsOffice(c.Role) && c.Office == "" {
+		return unauthorized(CodeBadClaims, "role %s requires an office", c.Role)
+	}
+	if c.Office != "" && !agency.HasOffice(c.Office) {
+		return unauthorized(CodeBadClaims, "office is not one of agency %q's offices", agency.ID)
+	}
+	return nil
+}
+
+// BodyHash is the bsh claim for body: base64url (no padding) SHA-256.
+func BodyHash(body []byte) string {
+	sum := sha256.Sum256(body)
+	return b64.EncodeToString(sum[:])
+}
+
+func audienceIs(raw json.RawMessage, want string) bool {
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return s == want
+	}
+	var list []string
+	if json.Unmarshal(raw, &list) == nil {
+		return len(list) == 1 && list[0] == want
+	}
+	return false
+}
+
+// strictUnmarshal decodes one JSON object, refusing unknown members unless
+// allowUnknown (the JOSE header may carry registered members we ignore).
+func strictUnmarshal(data []byte, v any, allowUnknown bool) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if !allowUnknown {
+		dec.DisallowUnknownFields()
+	}
+	if err := dec.Decode(v); err != nil {
+		var ute *json.UnmarshalTypeError
+		if errors.As(err, &ute) {
+			return errors.New("claim " + ute.Field + " has the wrong type")
+		}
+		if strings.HasPrefix(err.Error(), "json: unknown field") {
+			return errors.New("unknown claim " + strings.TrimPrefix(err.Error(), "json: unknown field "))
+		}
+		return errors.New("not a JSON object")
+	}
+	if dec.More() {
+		return errors.New("trailing data")
+	}
+	return nil
+}
+
+// truncate keeps attacker-chosen strings short in messages and logs.
+func truncate(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "…"
+	}
+	return s
+}

@@ -1,0 +1,90 @@
+// Package broker holds Varsel's domain: agencies and their keys, the verified
+// principal of a request, and the error codes every layer speaks. Subpackages
+// implement it against one dependency each: postgres (storage), auth (signed
+// requests), api (HTTP), client (signing requests as an agency), keys (key
+// sources). Only cmd/varsel wires them together.
+package broker
+
+import (
+	"context"
+	"regexp"
+	"slices"
+	"time"
+)
+
+// AgencyKind says what sort of body an agency is; legal bases are written
+// in terms of kinds.
+type AgencyKind string
+
+// The agency kinds of API.md §9.
+const (
+	KindNAVState     AgencyKind = "nav-state"
+	KindNAVMunicipal AgencyKind = "nav-municipal"
+	KindPolice       AgencyKind = "police"
+	KindHealth       AgencyKind = "health"
+	KindBroker       AgencyKind = "broker" // the operator's own auditors
+)
+
+// AgencyKinds lists every valid kind.
+var AgencyKinds = []AgencyKind{KindNAVState, KindNAVMunicipal, KindPolice, KindHealth, KindBroker}
+
+// Valid reports whether k is a known kind.
+func (k AgencyKind) Valid() bool { return slices.Contains(AgencyKinds, k) }
+
+// Status of an agency or of one of its keys.
+const (
+	StatusActive   = "active"
+	StatusDisabled = "disabled"
+	StatusRetired  = "retired"
+)
+
+// idPattern is the form of agency and office ids.
+var idPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{2,63}$`)
+
+// ValidID reports whether s is a well-formed agency or office id.
+func ValidID(s string) bool { return idPattern.MatchString(s) }
+
+// Agency is a body registered at the broker: it signs its employees'
+// requests with one of its keys.
+type Agency struct {
+	ID        string     `json:"id"`
+	Kind      AgencyKind `json:"kind"`
+	Name      string     `json:"name"`
+	Offices   []string   `json:"offices"`
+	Status    string     `json:"status"`
+	CreatedAt time.Time  `json:"created_at"`
+}
+
+// HasOffice reports whether office is one of the agency's offices.
+func (a *Agency) HasOffice(office string) bool { return slices.Contains(a.Offices, office) }
+
+// AgencyKey is one public key an agency signs requests with.
+type AgencyKey struct {
+	AgencyID  string     `json:"agency"`
+	KID       string     `json:"kid"`
+	Alg       string     `json:"alg"`
+	JWK       []byte     `json:"-"` // the public JWK as registered (RFC 7517 JSON)
+	Status    string     `json:"status"`
+	CreatedAt time.Time  `json:"created_at"`
+	RetiredAt *time.Time `json:"retired_at,omitempty"`
+}
+
+// AgencyRegistry stores agencies and their keys.
+type AgencyRegistry interface {
+	// CreateAgency registers an agency with its first keys.
+	// Errors: ECONFLICT when the id is taken.
+	CreateAgency(ctx context.Context, a *Agency, keys []AgencyKey) error
+	// Agency returns one agency. Errors: ENOTFOUND.
+	Agency(ctx context.Context, id string) (*Agency, error)
+	// Agencies lists every agency, ordered by id.
+	Agencies(ctx context.Context) ([]*Agency, error)
+	// SetAgencyStatus enables or disables an agency. Errors: ENOTFOUND.
+	SetAgencyStatus(ctx context.Context, id, status string) error
+	// AddKeys registers more keys for an agency. Errors: ENOTFOUND, ECONFLICT
+	// when a kid is already registered for it.
+	AddKeys(ctx context.Context, agencyID string, keys []AgencyKey) error
+	// RetireKey stops a key from verifying requests. Errors: ENOTFOUND.
+	RetireKey(ctx context.Context, agencyID, kid string) error
+	// Keys lists an agency's keys, active and retired.
+	Keys(ctx context.Context, agencyID string) ([]AgencyKey, error)
+}

@@ -1,0 +1,160 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"varsel/broker"
+)
+
+var _ broker.AgencyRegistry = (*DB)(nil)
+
+// CreateAgency registers an agency with its first keys in one transaction.
+func (db *DB) CreateAgency(ctx context.Context, a *broker.Agency, keys []broker.AgencyKey) error {
+	return pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+		offices := a.Offices
+		if offices == nil {
+			offices = []string{}
+		}
+		err := tx.QueryRow(ctx, `
+			INSERT INTO agencies (id, kind, name, offices) VALUES ($1, $2, $3, $4)
+			RETURNING status, created_at`,
+			a.ID, string(a.Kind), a.Name, offices).Scan(&a.Status, &a.CreatedAt)
+		if isUniqueViolation(err) {
+			return broker.Errorf(broker.ECONFLICT, "agency %q is already registered", a.ID)
+		} else if err != nil {
+			return fmt.Errorf("insert agency %s: %w", a.ID, err)
+		}
+		return insertKeys(ctx, tx, a.ID, keys)
+	})
+}
+
+func insertKeys(ctx context.Context, tx pgx.Tx, agencyID string, keys []broker.AgencyKey) error {
+	for _, k := range keys {
+		_, err := tx.Exec(ctx, `INSERT INTO agency_keys (agency_id, kid, jwk) VALUES ($1, $2, $3)`,
+			agencyID, k.KID, k.JWK)
+		switch {
+		case isUniqueViolation(err):
+			return broker.Errorf(broker.ECONFLICT, "agency %q already has a key with kid %q", agencyID, k.KID)
+		case isForeignKeyViolation(err):
+			return broker.Errorf(broker.ENOTFOUND, "no agency %q", agencyID)
+		case err != nil:
+			return fmt.Errorf("insert key %s/%s: %w", agencyID, k.KID, err)
+		}
+	}
+	// Replicas poll this to refresh their key caches.
+	if _, err := tx.Exec(ctx, `UPDATE agencies SET updated_at = now() WHERE id = $1`, agencyID); err != nil {
+		return fmt.Errorf("touch agency %s: %w", agencyID, err)
+	}
+	return nil
+}
+
+const agencyColumns = `id, kind, name, offices, status, created_at`
+
+func scanAgency(row pgx.Row) (*broker.Agency, error) {
+	var a broker.Agency
+	var kind string
+	if err := row.Scan(&a.ID, &kind, &a.Name, &a.Offices, &a.Status, &a.CreatedAt); err != nil {
+		return nil, err
+	}
+	a.Kind = broker.AgencyKind(kind)
+	return &a, nil
+}
+
+// Agency returns one agency.
+func (db *DB) Agency(ctx context.Context, id string) (*broker.Agency, error) {
+	a, err := scanAgency(db.Pool.QueryRow(ctx, `SELECT `+agencyColumns+` FROM agencies WHERE id = $1`, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, broker.Errorf(broker.ENOTFOUND, "no agency %q", id)
+	} else if err != nil {
+		return nil, fmt.Errorf("select agency %s: %w", id, err)
+	}
+	return a, nil
+}
+
+// Agencies lists every agency ordered by id.
+func (db *DB) Agencies(ctx context.Context) ([]*broker.Agency, error) {
+	rows, err := db.Pool.Query(ctx, `SELECT `+agencyColumns+` FROM agencies ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("list agencies: %w", err)
+	}
+	defer rows.Close()
+	var out []*broker.Agency
+	for rows.Next() {
+		a, err := scanAgency(rows)
+		if err != nil {
+			return nil, fmt.Errorf("scan agency: %w", err)
+		}
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}
+
+// SetAgencyStatus enables or disables an agency.
+func (db *DB) SetAgencyStatus(ctx context.Context, id, status string) error {
+	tag, err := db.Pool.Exec(ctx, `UPDATE agencies SET status = $2, updated_at = now() WHERE id = $1`, id, status)
+	if err != nil {
+		return fmt.Errorf("set agency %s status %s: %w", id, status, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return broker.Errorf(broker.ENOTFOUND, "no agency %q", id)
+	}
+	return nil
+}
+
+// AddKeys registers more keys for an existing agency.
+func (db *DB) AddKeys(ctx context.Context, agencyID string, keys []broker.AgencyKey) error {
+	return pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+		var exists bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM agencies WHERE id = $1)`, agencyID).Scan(&exists); err != nil {
+			return fmt.Errorf("look up agency %s: %w", agencyID, err)
+		}
+		if !exists {
+			return broker.Errorf(broker.ENOTFOUND, "no agency %q", agencyID)
+		}
+		return insertKeys(ctx, tx, agencyID, keys)
+	})
+}
+
+// RetireKey stops a key from verifying requests.
+func (db *DB) RetireKey(ctx context.Context, agencyID, kid string) error {
+	return pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `
+			UPDATE agency_keys SET status = 'retired', retired_at = coalesce(retired_at, now())
+			WHERE agency_id = $1 AND kid = $2`, agencyID, kid)
+		if err != nil {
+			return fmt.Errorf("retire key %s/%s: %w", agencyID, kid, err)
+		}
+		if tag.RowsAffected() == 0 {
+			return broker.Errorf(broker.ENOTFOUND, "agency %q has no key %q", agencyID, kid)
+		}
+		_, err = tx.Exec(ctx, `UPDATE agencies SET updated_at = now() WHERE id = $1`, agencyID)
+		return err
+	})
+}
+
+// Keys lists an agency's keys, oldest first.
+func (db *DB) Keys(ctx context.Context, agencyID string) ([]broker.AgencyKey, error) {
+	rows, err := db.Pool.Query(ctx, `
+		SELECT agency_id, kid, jwk, status, created_at, retired_at
+		FROM agency_keys WHERE agency_id = $1 ORDER BY created_at, kid`, agencyID)
+	if err != nil {
+		return nil, fmt.Errorf("list keys of %s: %w", agencyID, err)
+	}
+	defer rows.Close()
+	var out []broker.AgencyKey
+	for rows.Next() {
+		var k broker.AgencyKey
+		var retired *time.Time
+		if err := rows.Scan(&k.AgencyID, &k.KID, &k.JWK, &k.Status, &k.CreatedAt, &retired); err != nil {
+			return nil, fmt.Errorf("scan key: %w", err)
+		}
+		k.RetiredAt = retired
+		out = append(out, k)
+	}
+	return out, rows.Err()
+}

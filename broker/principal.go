@@ -1,0 +1,54 @@
+package broker
+
+import (
+	"context"
+	"slices"
+)
+
+// Roles an agency may vouch for (API.md §1).
+const (
+	RoleCaseworker          = "caseworker"
+	RoleReception           = "reception"
+	RoleSecurityCoordinator = "security-coordinator"
+	RolePoliceLiaison       = "police-liaison"
+	RoleHealthWorker        = "health-worker"
+	RolePrivacyOfficer      = "privacy-officer"
+	RoleAgencyAdmin         = "agency-admin"
+)
+
+// Roles lists every known role.
+var Roles = []string{RoleCaseworker, RoleReception, RoleSecurityCoordinator, RolePoliceLiaison,
+	RoleHealthWorker, RolePrivacyOfficer, RoleAgencyAdmin}
+
+// RoleNeedsOffice reports whether a role works at an office and so must name one.
+func RoleNeedsOffice(role string) bool {
+	return role == RoleCaseworker || role == RoleReception || role == RoleSecurityCoordinator
+}
+
+// ValidRole reports whether role is known.
+func ValidRole(role string) bool { return slices.Contains(Roles, role) }
+
+// Principal is the verified caller of a request: an employee its agency
+// vouched for by signing the request.
+type Principal struct {
+	Agency     string     `json:"agency"`
+	AgencyKind AgencyKind `json:"agency_kind"`
+	Role       string     `json:"role"`
+	Office     string     `json:"office,omitempty"`
+	Sub        string     `json:"sub"`
+	JTI        string     `json:"jti"`
+	KID        string     `json:"kid"`
+}
+
+type principalKey struct{}
+
+// NewContextWithPrincipal returns ctx carrying p.
+func NewContextWithPrincipal(ctx context.Context, p *Principal) context.Context {
+	return context.WithValue(ctx, principalKey{}, p)
+}
+
+// PrincipalFromContext returns the verified principal, or nil.
+func PrincipalFromContext(ctx context.Context) *Principal {
+	p, _ := ctx.Value(principalKey{}).(*Principal)
+	return p
+}

@@ -1,0 +1,221 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"text/tabwriter"
+
+	"varsel/broker"
+	"varsel/broker/auth"
+	"varsel/broker/postgres"
+)
+
+const agencyUsage = `Usage: varsel agency SUBCOMMAND [flags]
+
+  add --id ID --kind KIND --name NAME [--office OFFICE]... --jwks FILE
+  list [--json]
+  disable --id ID
+  enable --id ID
+  key add --id ID --jwks FILE
+  key retire --id ID --kid KID
+
+KIND is one of nav-state, nav-municipal, police, health, broker. ID and
+OFFICE match ^[a-z0-9][a-z0-9-]{2,63}$. A JWKS file holds public ES256
+(P-256) or Ed25519 keys only, each with a unique kid.
+`
+
+func runAgency(ctx context.Context, args []string, o cmdIO) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(o.stdout, agencyUsage)
+		return nil
+	}
+	sub, rest := args[0], args[1:]
+	if sub == "key" {
+		if len(rest) == 0 {
+			return fmt.Errorf("agency key: want add or retire (see varsel agency --help)")
+		}
+		sub, rest = "key "+rest[0], rest[1:]
+	}
+	c := DefaultConfig()
+	fs := flagSet("agency", "agency "+sub+" [flags]", o)
+	c.registerDatabase(fs)
+	var id, kind, name, jwksPath, kid string
+	var offices stringList
+	var asJSON bool
+	switch sub {
+	case "add":
+		fs.StringVar(&id, "id", "", "agency id")
+		fs.StringVar(&kind, "kind", "", "nav-state, nav-municipal, police, health or broker")
+		fs.StringVar(&name, "name", "", "the agency's name")
+		fs.Var(&offices, "office", "an office id of the agency (repeatable, or comma-separated)")
+		fs.StringVar(&jwksPath, "jwks", "", "JWKS file with the agency's public keys")
+	case "list":
+		fs.BoolVar(&asJSON, "json", false, "print JSON")
+	case "disable", "enable":
+		fs.StringVar(&id, "id", "", "agency id")
+	case "key add":
+		fs.StringVar(&id, "id", "", "agency id")
+		fs.StringVar(&jwksPath, "jwks", "", "JWKS file with the keys to add")
+	case "key retire":
+		fs.StringVar(&id, "id", "", "agency id")
+		fs.StringVar(&kid, "kid", "", "kid of the key to retire")
+	default:
+		return fmt.Errorf("agency: unknown subcommand %q (see varsel agency --help)", sub)
+	}
+	if err := parse(fs, rest, o); err != nil {
+		return handled(err)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("agency %s: unexpected argument %q", sub, fs.Arg(0))
+	}
+
+	// Validate everything that needs no database first.
+	var keys []broker.AgencyKey
+	switch sub {
+	case "add":
+		a := &broker.Agency{ID: id, Kind: broker.AgencyKind(kind), Name: strings.TrimSpace(name), Offices: offices}
+		if err := validateAgency(a); err != nil {
+			return err
+		}
+		var err error
+		if keys, err = readJWKS(id, jwksPath); err != nil {
+			return err
+		}
+	case "key add":
+		if id == "" {
+			return fmt.Errorf("agency key add: --id is required")
+		}
+		var err error
+		if keys, err = readJWKS(id, jwksPath); err != nil {
+			return err
+		}
+	case "disable", "enable", "key retire":
+		if id == "" {
+			return fmt.Errorf("agency %s: --id is required", sub)
+		}
+		if sub == "key retire" && kid == "" {
+			return fmt.Errorf("agency key retire: --kid is required")
+		}
+	}
+
+	if c.DatabaseURL == "" {
+		return fmt.Errorf("no database: set --database-url or VARSEL_DATABASE_URL")
+	}
+	db, err := postgres.Open(ctx, c.DatabaseURL, postgres.Options{MaxConns: 2})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+
+	switch sub {
+	case "add":
+		a := &broker.Agency{ID: id, Kind: broker.AgencyKind(kind), Name: strings.TrimSpace(name), Offices: offices}
+		if err := db.CreateAgency(ctx, a, keys); err != nil {
+			return err
+		}
+		fmt.Fprintf(o.stdout, "agency %s added (%s, %d offices, %d keys)\n", a.ID, a.Kind, len(a.Offices), len(keys))
+	case "list":
+		return listAgencies(ctx, db, o, asJSON)
+	case "disable":
+		if err := db.SetAgencyStatus(ctx, id, broker.StatusDisabled); err != nil {
+			return err
+		}
+		fmt.Fprintf(o.stdout, "agency %s disabled\n", id)
+	case "enable":
+		if err := db.SetAgencyStatus(ctx, id, broker.StatusActive); err != nil {
+			return err
+		}
+		fmt.Fprintf(o.stdout, "agency %s enabled\n", id)
+	case "key add":
+		if err := db.AddKeys(ctx, id, keys); err != nil {
+			return err
+		}
+		fmt.Fprintf(o.stdout, "%d keys added to agency %s\n", len(keys), id)
+	case "key retire":
+		if err := db.RetireKey(ctx, id, kid); err != nil {
+			return err
+		}
+		fmt.Fprintf(o.stdout, "key %s of agency %s retired\n", kid, id)
+	}
+	return nil
+}
+
+func validateAgency(a *broker.Agency) error {
+	if !broker.ValidID(a.ID) {
+		return fmt.Errorf("agency add: --id %q must match ^[a-z0-9][a-z0-9-]{2,63}$", a.ID)
+	}
+	if !a.Kind.Valid() {
+		return fmt.Errorf("agency add: --kind %q: want one of nav-state, nav-municipal, police, health, broker", a.Kind)
+	}
+	if a.Name == "" || len(a.Name) > 200 {
+		return fmt.Errorf("agency add: --name is required (at most 200 characters)")
+	}
+	seen := map[string]bool{}
+	for _, off := range a.Offices {
+		if !broker.ValidID(off) {
+			return fmt.Errorf("agency add: --office %q must match ^[a-z0-9][a-z0-9-]{2,63}$", off)
+		}
+		if seen[off] {
+			return fmt.Errorf("agency add: office %q given twice", off)
+		}
+		seen[off] = true
+	}
+	return nil
+}
+
+func readJWKS(agencyID, path string) ([]broker.AgencyKey, error) {
+	if path == "" {
+		return nil, fmt.Errorf("--jwks FILE is required")
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read JWKS: %w", err)
+	}
+	keys, err := auth.ParseJWKS(agencyID, data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v", path, broker.ErrorMessage(err))
+	}
+	return keys, nil
+}
+
+func listAgencies(ctx context.Context, db *postgres.DB, o cmdIO, asJSON bool) error {
+	agencies, err := db.Agencies(ctx)
+	if err != nil {
+		return err
+	}
+	type row struct {
+		*broker.Agency
+		Keys []broker.AgencyKey `json:"keys"`
+	}
+	rows := make([]row, 0, len(agencies))
+	for _, a := range agencies {
+		keys, err := db.Keys(ctx, a.ID)
+		if err != nil {
+			return err
+		}
+		for i := range keys {
+			if k, err := auth.ParsePublicJWK(keys[i].JWK); err == nil {
+				keys[i].Alg, _ = auth.KeyAlg(k)
+			}
+		}
+		rows = append(rows, row{a, keys})
+	}
+	if asJSON {
+		enc := json.NewEncoder(o.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rows)
+	}
+	tw := tabwriter.NewWriter(o.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tKIND\tSTATUS\tOFFICES\tKEYS\tNAME")
+	for _, r := range rows {
+		var ks []string
+		for _, k := range r.Keys {
+			ks = append(ks, fmt.Sprintf("%s(%s,%s)", k.KID, k.Alg, k.Status))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Kind, r.Status, strings.Join(r.Offices, ","), strings.Join(ks, " "), r.Name)
+	}
+	return tw.Flush()
+}

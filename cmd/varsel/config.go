@@ -1,0 +1,115 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+)
+
+// Config is the broker's configuration: every setting, its default and its
+// flag in one place. Environment variables VARSEL_<FLAG> fill what the
+// command line leaves out.
+type Config struct {
+	DatabaseURL     string
+	DatabaseRole    string
+	MaxDBConns      int
+	Listen          string
+	BrokerID        string
+	Keys            string
+	DutyDesk        string
+	TestSubjects    bool
+	Migrate         bool
+	LogFormat       string
+	LogLevel        string
+	ShutdownTimeout time.Duration
+}
+
+// DefaultConfig is the embedded default that `make run` relies on.
+func DefaultConfig() Config {
+	return Config{
+		DatabaseRole:    "varsel_app",
+		MaxDBConns:      32,
+		Listen:          "127.0.0.1:8080",
+		BrokerID:        "varsel",
+		Keys:            "file:.data/keys",
+		LogFormat:       "text",
+		LogLevel:        "info",
+		ShutdownTimeout: 20 * time.Second,
+	}
+}
+
+func (c *Config) registerDatabase(fs *flag.FlagSet) {
+	fs.StringVar(&c.DatabaseURL, "database-url", c.DatabaseURL, "PostgreSQL URL (secret: its password is never logged)")
+}
+
+func (c *Config) register(fs *flag.FlagSet) {
+	c.registerDatabase(fs)
+	fs.StringVar(&c.DatabaseRole, "database-role", c.DatabaseRole, `role assumed on every connection ("" to act as the URL's user)`)
+	fs.IntVar(&c.MaxDBConns, "max-db-conns", c.MaxDBConns, "largest number of database connections")
+	fs.StringVar(&c.Listen, "listen", c.Listen, "address to serve HTTP on")
+	fs.StringVar(&c.BrokerID, "broker-id", c.BrokerID, "the broker's id: the aud every token must name")
+	fs.StringVar(&c.Keys, "keys", c.Keys, "key source: file:DIR (local key files, made on first start) or vault")
+	fs.StringVar(&c.DutyDesk, "duty-desk", c.DutyDesk, "phone of the broker's duty desk, shown instead of a health issuer's contact")
+	fs.BoolVar(&c.TestSubjects, "test-subjects", c.TestSubjects, "accept synthetic national ids (month + 40 or + 80); never in production")
+	fs.BoolVar(&c.Migrate, "migrate", c.Migrate, "apply database migrations before serving")
+	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: text or json")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn or error")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long in-flight requests may take to finish on SIGTERM")
+}
+
+func (c *Config) validate() error {
+	if c.DatabaseURL == "" {
+		return fmt.Errorf("no database: set --database-url or VARSEL_DATABASE_URL")
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		return fmt.Errorf("--log-format %q: want text or json", c.LogFormat)
+	}
+	if c.BrokerID == "" {
+		return fmt.Errorf("--broker-id must not be empty")
+	}
+	if c.Keys != "vault" && !strings.HasPrefix(c.Keys, "file:") {
+		return fmt.Errorf("--keys %q: want file:DIR or vault", c.Keys)
+	}
+	return nil
+}
+
+// LogValue masks secrets, so the config can be logged once at start.
+func (c Config) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("database_url", redactURL(c.DatabaseURL)),
+		slog.String("database_role", c.DatabaseRole),
+		slog.Int("max_db_conns", c.MaxDBConns),
+		slog.String("listen", c.Listen),
+		slog.String("broker_id", c.BrokerID),
+		slog.String("keys", c.Keys),
+		slog.Bool("test_subjects", c.TestSubjects),
+		slog.Bool("migrate", c.Migrate),
+		slog.String("log_format", c.LogFormat),
+		slog.String("log_level", c.LogLevel),
+		slog.Duration("shutdown_timeout", c.ShutdownTimeout),
+	)
+}
+
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(unparseable)"
+	}
+	return u.Redacted()
+}
+
+func newLogger(format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+}

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Runs every test. Without DATABASE_URL it starts a throwaway PostgreSQL
+# under .data/test-pg for the run and stops it afterwards; each test package
+# creates its own fresh database on it.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+go=${GO:-go}
+if [ -z "${DATABASE_URL:-}" ]; then
+  DATABASE_URL=$(deploy/pg.sh start "$root/.data/test-pg")
+  export DATABASE_URL
+  trap 'deploy/pg.sh stop "$root/.data/test-pg"' EXIT
+fi
+"$go" test -count=1 -timeout 15m "$@" ./...
+# The verifier's fuzz target, for a bounded time, on top of its seed corpus.
+if grep -q 'func FuzzVerify' broker/auth/*_test.go 2>/dev/null; then
+  "$go" test -run '^$' -fuzz '^FuzzVerify$' -fuzztime "${FUZZTIME:-20s}" ./broker/auth
+fi
