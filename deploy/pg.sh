@@ -93,7 +93,7 @@ start() {
     mkdir -p "$dir/run"; [ -n "$owner" ] && chown "$owner" "$dir/run"
     as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
       -o "-c listen_addresses=127.0.0.1 -p $port -k $dir/run -c max_connections=300 -c shared_buffers=256MB -c fsync=on -c synchronous_commit=on" \
-      start >/dev/null || { tail -n 20 "$dir/server.log" >&2; die "pg_ctl start failed"; }
+      start </dev/null >/dev/null 9>&- || { tail -n 20 "$dir/server.log" >&2; die "pg_ctl start failed"; }
   fi
   if ! as_owner "$bin/psql" -h "$dir/run" -p "$(cat "$dir/port")" -U postgres -d postgres -Atqc "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1; then
     as_owner "$bin/createdb" -h "$dir/run" -p "$(cat "$dir/port")" -U postgres "$db"

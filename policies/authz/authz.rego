@@ -1,0 +1,239 @@
+# METADATA
+# title: Action authorisation
+# description: >-
+#   Decides whether a verified principal may perform an action on the broker.
+#   Each known action names the checks it needs in required_checks, and every
+#   one of them must be positively passed. Unknown actions, unknown roles and
+#   malformed input are denied: nothing here grants by omission.
+# scope: package
+package authz
+
+# METADATA
+# title: Issuing roles and levels
+# description: >-
+#   Which role of which agency kind may issue flags, and at which levels.
+#   Only a NAV security-coordinator may record an exclusion (the office head's
+#   decision to keep a person off the premises).
+issue_levels := {
+	"police": {"police-liaison": {"caution", "high"}},
+	"nav-state": {"security-coordinator": {"caution", "high", "exclusion"}},
+	"nav-municipal": {"security-coordinator": {"caution", "high", "exclusion"}},
+	"health": {"health-worker": {"caution", "high"}},
+}
+
+# METADATA
+# title: Issuer roles
+# description: Roles that issue flags and so may read or revoke their agency's flags.
+issuer_roles := {"police-liaison", "security-coordinator", "health-worker"}
+
+# METADATA
+# title: Check roles
+# description: Roles that may run a check before meeting a person.
+check_roles := {"caseworker", "reception", "security-coordinator", "police-liaison", "health-worker"}
+
+# METADATA
+# title: Inbox roles
+# description: Roles that receive police warnings sent to their office.
+inbox_roles := {"security-coordinator", "caseworker"}
+
+# METADATA
+# title: Agency kinds that may follow their disclosures
+# description: The broker's own auditors issue nothing, so they have no disclosures to follow.
+disclosure_kinds := {"nav-state", "nav-municipal", "police", "health"}
+
+# METADATA
+# title: Validity limits
+# description: A flag lasts at most a year; an exclusion at most twelve weeks.
+max_validity_days := 365
+
+max_exclusion_days := 84
+
+# METADATA
+# title: Required checks per action
+# description: >-
+#   The actions the broker knows, each with the checks that must all pass.
+#   An action missing here is always denied.
+required_checks := {
+	"flag.issue": {
+		"issuer_role", "level", "validity", "validity_max", "exclusion_validity",
+		"basis", "audience", "subject_informed",
+	},
+	"warning.issue": {
+		"warning_role", "level", "validity", "validity_max", "exclusion_validity",
+		"basis", "audience",
+	},
+	"flag.read": {"flag_role", "issuing_agency"},
+	"flag.revoke": {"flag_role", "issuing_agency"},
+	"check.run": {"check_role"},
+	"warning.inbox": {"inbox_role", "own_office"},
+	"warning.ack": {"inbox_role", "own_office"},
+	"disclosures.read": {"disclosures_role", "disclosure_kind"},
+	"audit.search": {"audit_role"},
+	"audit.review": {"audit_role"},
+	"audit.report": {"audit_role"},
+	"audit.stats": {"audit_role"},
+}
+
+# METADATA
+# title: Reasons for failed checks
+# description: The machine-readable reason recorded when a check does not pass.
+failure_reasons := {
+	"issuer_role": "role_not_permitted",
+	"warning_role": "role_not_permitted",
+	"flag_role": "role_not_permitted",
+	"check_role": "role_not_permitted",
+	"inbox_role": "role_not_permitted",
+	"disclosures_role": "role_not_permitted",
+	"audit_role": "role_not_permitted",
+	"level": "level_not_permitted",
+	"validity": "validity_invalid",
+	"validity_max": "validity_too_long",
+	"exclusion_validity": "exclusion_too_long",
+	"audience": "audience_empty",
+	"subject_informed": "subject_not_informed",
+	"issuing_agency": "not_issuing_agency",
+	"own_office": "office_mismatch",
+	"disclosure_kind": "agency_kind_not_permitted",
+}
+
+principal := input.principal
+
+resource := input.resource
+
+audience_kinds := object.get(resource, ["audience", "kinds"], [])
+
+office_kinds := object.get(resource, ["audience", "office_kinds"], [])
+
+requested_basis := data.legal_bases[resource.legal_basis]
+
+# METADATA
+# title: Passed checks
+# description: >-
+#   passes[check] is true when the input positively satisfies the check.
+#   One rule per check (or several, any of which passes it), so that a
+#   decision evaluates only the checks its action requires.
+passes["issuer_role"] if issue_levels[principal.agency_kind][principal.role]
+
+passes["warning_role"] if {
+	principal.agency_kind == "police"
+	principal.role == "police-liaison"
+}
+
+passes["level"] if resource.level in issue_levels[principal.agency_kind][principal.role]
+
+passes["validity"] if {
+	is_number(resource.validity_days)
+	resource.validity_days > 0
+}
+
+passes["validity_max"] if {
+	is_number(resource.validity_days)
+	resource.validity_days <= max_validity_days
+}
+
+exclusion_requested if resource.level == "exclusion"
+
+# Safe to pass when no level is given: the level check then fails.
+passes["exclusion_validity"] if not exclusion_requested
+
+passes["exclusion_validity"] if {
+	exclusion_requested
+	is_number(resource.validity_days)
+	resource.validity_days <= max_exclusion_days
+}
+
+# A basis used outside its direction is refused: the issuer's kind must be
+# among those it lets disclose, and every reader kind among those it lets receive.
+passes["basis"] if {
+	requested_basis.emergency_only == false
+	principal.agency_kind in requested_basis.from
+	every kind in audience_kinds {
+		kind in requested_basis.to
+	}
+	every kind in office_kinds {
+		kind in requested_basis.to
+	}
+}
+
+passes["audience"] if {
+	is_array(audience_kinds)
+	is_array(office_kinds)
+	count(audience_kinds) + count(office_kinds) > 0
+}
+
+passes["subject_informed"] if principal.agency_kind != "health"
+
+passes["subject_informed"] if resource.subject_informed_given == true
+
+passes["flag_role"] if principal.role in issuer_roles
+
+passes["flag_role"] if principal.role == "agency-admin"
+
+passes["issuing_agency"] if {
+	principal.agency != ""
+	principal.agency == resource.issuer_agency
+}
+
+passes["check_role"] if principal.role in check_roles
+
+passes["inbox_role"] if principal.role in inbox_roles
+
+passes["own_office"] if {
+	principal.office != ""
+	principal.office == resource.office
+}
+
+passes["disclosures_role"] if principal.role in issuer_roles
+
+passes["disclosures_role"] if principal.role in {"agency-admin", "privacy-officer"}
+
+passes["disclosure_kind"] if principal.agency_kind in disclosure_kinds
+
+passes["audit_role"] if principal.role == "privacy-officer"
+
+# METADATA
+# title: Why the legal basis was refused
+# description: The first problem found with the requested legal basis.
+basis_failure := "basis_unknown" if {
+	not requested_basis
+} else := "basis_emergency_only" if {
+	requested_basis.emergency_only == true
+} else := "basis_direction"
+
+failure_reason(check) := failure_reasons[check]
+
+failure_reason("basis") := basis_failure
+
+# METADATA
+# title: Reasons for a denial
+# description: One reason for each required check that did not pass.
+failures contains reason if {
+	some check in required_checks[input.action]
+	not passes[check]
+	reason := failure_reason(check)
+}
+
+# METADATA
+# title: Allow
+# description: True only for a known action whose every required check passed.
+default allow := false
+
+allow if {
+	checks := required_checks[input.action]
+	count(checks) > 0
+	every check in checks {
+		passes[check]
+	}
+}
+
+# METADATA
+# title: Decision
+# description: >-
+#   The answer the broker acts on: allow, and reasons (the failed checks on
+#   denial, the action that was permitted on allow).
+# entrypoint: true
+default decision := {"allow": false, "reasons": ["unknown_action"]}
+
+decision := {"allow": true, "reasons": [sprintf("%s_permitted", [replace(input.action, ".", "_")])]} if allow
+
+else := {"allow": false, "reasons": sort(failures)} if required_checks[input.action]

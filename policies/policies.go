@@ -1,0 +1,469 @@
+// Package policies decides what Varsel allows and discloses.
+//
+// The rules are Rego v1 modules embedded in the binary: authz (may this
+// principal perform this action?) and disclosure (which of a subject's flags
+// does this check reveal, which fields of each, and under which legal basis?).
+// The legal bases are data (data.json at data.legal_bases): which agency kinds
+// may disclose to which, and under what conditions.
+//
+// [New] parses and compiles the modules and prepares both queries once, so a
+// request pays only for one evaluation. Every rule set denies by default: an
+// unknown action, role or legal basis, malformed input or an undefined result
+// is a denial, never an allow. [Engine.Version] identifies the policy files so
+// that every audited decision can name the exact policy that made it.
+//
+// The Rego tests live beside the rules (*_test.rego) and run with both
+// `opa test policies` and `go test ./policies/`.
+package policies
+
+import (
+	"context"
+	"crypto/sha256"
+	"embed"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/storage/inmem"
+	"github.com/open-policy-agent/opa/v1/util"
+)
+
+// files holds the policy modules, their tests and the legal bases. The tests
+// are embedded too so that the Go test suite runs exactly the shipped bytes;
+// the engine itself loads only the modules and data.json.
+//
+//go:embed data.json */*.rego
+var files embed.FS
+
+const (
+	dataFile        = "data.json"
+	authzQuery      = "data.authz.decision"
+	disclosureQuery = "data.disclosure.decision"
+
+	// EmergencyBasis is the legal basis recorded for every disclosure under
+	// the life-and-health exception.
+	EmergencyBasis = "fvl-13b-7"
+)
+
+// Actions that [Engine.Authorize] knows. Any other action is denied.
+const (
+	ActionFlagIssue       = "flag.issue"
+	ActionWarningIssue    = "warning.issue"
+	ActionFlagRead        = "flag.read"
+	ActionFlagRevoke      = "flag.revoke"
+	ActionCheckRun        = "check.run"
+	ActionWarningInbox    = "warning.inbox"
+	ActionWarningAck      = "warning.ack"
+	ActionDisclosuresRead = "disclosures.read"
+	ActionAuditSearch     = "audit.search"
+	ActionAuditReview     = "audit.review"
+	ActionAuditReport     = "audit.report"
+	ActionAuditStats      = "audit.stats"
+)
+
+// reasonUndefined is the reason given when a policy returns no decision.
+const reasonUndefined = "undefined_decision"
+
+// Principal is the verified caller: the agency that signed the request and
+// the employee's claims.
+type Principal struct {
+	Agency     string `json:"agency"`
+	AgencyKind string `json:"agency_kind"`
+	Role       string `json:"role"`
+	Office     string `json:"office"`
+	Sub        string `json:"sub"`
+}
+
+// AuthzInput asks whether Principal may perform Action on Resource.
+//
+// Resource is action specific. [IssueResource], [FlagResource] and
+// [OfficeResource] (and their pointers) are converted directly; any other
+// value goes through JSON, which is slower but equivalent. Actions without a
+// resource (check.run, disclosures.read, audit.*) take nil.
+type AuthzInput struct {
+	Action    string    `json:"action"`
+	Principal Principal `json:"principal"`
+	Resource  any       `json:"resource"`
+}
+
+// IssueResource is the resource of flag.issue and warning.issue.
+type IssueResource struct {
+	Level      string        `json:"level"`
+	LegalBasis string        `json:"legal_basis"`
+	Audience   IssueAudience `json:"audience"`
+	// ValidityDays is valid_until − valid_from in whole days, rounded up.
+	ValidityDays         int  `json:"validity_days"`
+	SubjectInformedGiven bool `json:"subject_informed_given"`
+}
+
+// IssueAudience is the audience of a flag being issued. OfficeKinds are the
+// kinds of the agencies that own the audience's offices, resolved by the
+// caller, so that the policy can check them against the basis's direction.
+type IssueAudience struct {
+	Kinds       []string `json:"kinds"`
+	OfficeKinds []string `json:"office_kinds"`
+}
+
+// FlagResource is the resource of flag.read and flag.revoke.
+type FlagResource struct {
+	IssuerAgency string `json:"issuer_agency"`
+}
+
+// OfficeResource is the resource of warning.inbox and warning.ack.
+type OfficeResource struct {
+	Office string `json:"office"`
+}
+
+// Decision is the authz answer. Reasons are short machine-readable strings:
+// on denial, why (e.g. "role_not_permitted", "basis_direction",
+// "exclusion_too_long"); on allow, the action that was permitted.
+type Decision struct {
+	Allow   bool     `json:"allow"`
+	Reasons []string `json:"reasons"`
+}
+
+// DisclosureInput asks which of a subject's flags a check reveals to
+// Principal. Flags must hold only active, unexpired flags.
+type DisclosureInput struct {
+	Principal Principal  `json:"principal"`
+	Purpose   string     `json:"purpose"`
+	Emergency bool       `json:"emergency"`
+	Flags     []FlagMeta `json:"flags"`
+}
+
+// FlagMeta is what the disclosure policy needs to know about a flag.
+type FlagMeta struct {
+	ID           string   `json:"id"`
+	Level        string   `json:"level"`
+	IssuerAgency string   `json:"issuer_agency"`
+	IssuerKind   string   `json:"issuer_kind"`
+	IssuerOffice string   `json:"issuer_office"`
+	LegalBasis   string   `json:"legal_basis"`
+	Audience     Audience `json:"audience"`
+}
+
+// Audience is who a flag is meant for: agency kinds and office ids.
+type Audience struct {
+	Kinds   []string `json:"kinds"`
+	Offices []string `json:"offices"`
+}
+
+// Disclosure is the disclosure answer. Allow says whether the role may run a
+// check at all; Flags lists only what is disclosed, sorted by id, and is empty
+// when Allow is false. ReviewRequired is set for every emergency check.
+type Disclosure struct {
+	Allow          bool        `json:"allow"`
+	Flags          []Disclosed `json:"flags"`
+	ReviewRequired bool        `json:"review_required"`
+	Reasons        []string    `json:"reasons"`
+}
+
+// Disclosed is one disclosed flag. Fields lists, sorted, the flag fields the
+// reader may see; anything else must be left out of the response. DutyDesk
+// means the caller must replace issuer and contact with the broker's duty
+// desk (a health-sourced flag read outside the health sector).
+type Disclosed struct {
+	ID         string   `json:"id"`
+	Fields     []string `json:"fields"`
+	LegalBasis string   `json:"legal_basis"`
+	Emergency  bool     `json:"emergency"`
+	DutyDesk   bool     `json:"duty_desk"`
+}
+
+// LegalBasis is one legal basis for disclosure, as served at
+// GET /v1/legal-bases.
+type LegalBasis struct {
+	Code          string   `json:"code"`
+	Title         string   `json:"title"`
+	Citation      string   `json:"citation"`
+	From          []string `json:"from"`
+	To            []string `json:"to"`
+	EmergencyOnly bool     `json:"emergency_only"`
+	Conditions    string   `json:"conditions"`
+	// SameOffice restricts the basis to readers at the issuing office
+	// (NAV-loven § 16). It is not part of the v1 wire format.
+	SameOffice bool `json:"-"`
+}
+
+// Engine holds the prepared queries. Safe for concurrent use.
+type Engine struct {
+	authz      rego.PreparedEvalQuery
+	disclosure rego.PreparedEvalQuery
+	version    string
+	bases      map[string]LegalBasis
+	codes      []string
+	words      vocabulary
+}
+
+// New parses the embedded modules and legal bases, compiles them in strict
+// mode and prepares both queries. Call it once at start.
+func New(ctx context.Context) (*Engine, error) {
+	return newEngine(ctx, files)
+}
+
+func newEngine(ctx context.Context, fsys fs.FS) (*Engine, error) {
+	src, err := policyFiles(fsys)
+	if err != nil {
+		return nil, err
+	}
+	bases, err := parseLegalBases(src[dataFile])
+	if err != nil {
+		return nil, err
+	}
+	var data map[string]any
+	if err := util.UnmarshalJSON(src[dataFile], &data); err != nil {
+		return nil, fmt.Errorf("parse %s: %w", dataFile, err)
+	}
+	dataValue, err := ast.InterfaceToValue(data)
+	if err != nil {
+		return nil, fmt.Errorf("convert %s: %w", dataFile, err)
+	}
+	dataObject, ok := dataValue.(ast.Object)
+	if !ok {
+		return nil, fmt.Errorf("%s is not an object", dataFile)
+	}
+
+	modules := make(map[string]*ast.Module, len(src))
+	for name, bs := range src {
+		if !strings.HasSuffix(name, ".rego") {
+			continue
+		}
+		m, err := ast.ParseModuleWithOpts(name, string(bs), ast.ParserOptions{
+			RegoVersion:       ast.RegoV1,
+			ProcessAnnotation: true,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("parse policy %s: %w", name, err)
+		}
+		modules[name] = m
+	}
+	compiler := ast.NewCompiler().WithStrict(true)
+	if compiler.Compile(modules); compiler.Failed() {
+		return nil, fmt.Errorf("compile policies: %w", compiler.Errors)
+	}
+
+	// The store holds AST values, so data lookups need no conversion.
+	store := inmem.NewFromASTObject(dataObject)
+	prepare := func(query string, decode func(*ast.Term, *rego.EvalContext) (any, error)) (rego.PreparedEvalQuery, error) {
+		pq, err := rego.New(
+			rego.Query(query),
+			rego.Compiler(compiler),
+			rego.Store(store),
+			rego.GenerateJSON(decode),
+		).PrepareForEval(ctx)
+		if err != nil {
+			return pq, fmt.Errorf("prepare %s: %w", query, err)
+		}
+		return pq, nil
+	}
+	e := &Engine{version: version(src), bases: bases}
+	if e.authz, err = prepare(authzQuery, decodeDecision); err != nil {
+		return nil, err
+	}
+	if e.disclosure, err = prepare(disclosureQuery, decodeDisclosure); err != nil {
+		return nil, err
+	}
+	e.codes = slices.Sorted(maps.Keys(bases))
+	e.words = newVocabulary(slices.Concat(baseWords, e.codes)...)
+	return e, nil
+}
+
+// policyFiles returns the policy modules (not their tests) and data.json by
+// path.
+func policyFiles(fsys fs.FS) (map[string][]byte, error) {
+	src := make(map[string][]byte)
+	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() || !isPolicyFile(p) {
+			return nil
+		}
+		bs, err := fs.ReadFile(fsys, p)
+		if err != nil {
+			return err
+		}
+		src[p] = bs
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read embedded policies: %w", err)
+	}
+	if _, ok := src[dataFile]; !ok {
+		return nil, fmt.Errorf("read embedded policies: %s missing", dataFile)
+	}
+	return src, nil
+}
+
+func isPolicyFile(p string) bool {
+	if p == dataFile {
+		return true
+	}
+	return path.Ext(p) == ".rego" && !strings.HasSuffix(p, "_test.rego")
+}
+
+// version hashes the sorted file names with their contents. Each file adds
+// name, NUL, decimal length, NUL, contents, so no two file sets collide by
+// concatenation.
+func version(src map[string][]byte) string {
+	h := sha256.New()
+	for _, name := range slices.Sorted(maps.Keys(src)) {
+		h.Write([]byte(name))
+		h.Write([]byte{0})
+		h.Write([]byte(strconv.Itoa(len(src[name]))))
+		h.Write([]byte{0})
+		h.Write(src[name])
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+var validKinds = map[string]bool{"nav-state": true, "nav-municipal": true, "police": true, "health": true}
+
+// parseLegalBases decodes and checks data.legal_bases, so that a broken
+// data.json stops the broker at start rather than denying (or worse) later.
+func parseLegalBases(bs []byte) (map[string]LegalBasis, error) {
+	type basis struct {
+		Title         string   `json:"title"`
+		Citation      string   `json:"citation"`
+		From          []string `json:"from"`
+		To            []string `json:"to"`
+		EmergencyOnly *bool    `json:"emergency_only"`
+		Conditions    string   `json:"conditions"`
+		SameOffice    bool     `json:"same_office"`
+	}
+	var doc struct {
+		LegalBases map[string]basis `json:"legal_bases"`
+	}
+	dec := json.NewDecoder(strings.NewReader(string(bs)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&doc); err != nil {
+		return nil, fmt.Errorf("parse legal bases in %s: %w", dataFile, err)
+	}
+	out := make(map[string]LegalBasis, len(doc.LegalBases))
+	for code, b := range doc.LegalBases {
+		if code == "" || b.Title == "" || b.Citation == "" || b.Conditions == "" || b.EmergencyOnly == nil {
+			return nil, fmt.Errorf("legal basis %q: code, title, citation, conditions and emergency_only are required", code)
+		}
+		if len(b.From) == 0 || len(b.To) == 0 {
+			return nil, fmt.Errorf("legal basis %q: from and to must not be empty", code)
+		}
+		for _, k := range slices.Concat(b.From, b.To) {
+			if !validKinds[k] {
+				return nil, fmt.Errorf("legal basis %q: unknown agency kind %q", code, k)
+			}
+		}
+		out[code] = LegalBasis{
+			Code:          code,
+			Title:         b.Title,
+			Citation:      b.Citation,
+			From:          b.From,
+			To:            b.To,
+			EmergencyOnly: *b.EmergencyOnly,
+			Conditions:    b.Conditions,
+			SameOffice:    b.SameOffice,
+		}
+	}
+	if b, ok := out[EmergencyBasis]; !ok || !b.EmergencyOnly {
+		return nil, fmt.Errorf("legal bases: %q must exist and be emergency_only", EmergencyBasis)
+	}
+	return out, nil
+}
+
+// Version is the hex SHA-256 of the policy modules and data.json, recorded
+// with every decision.
+func (e *Engine) Version() string { return e.version }
+
+// LegalBases returns every legal basis, sorted by code.
+func (e *Engine) LegalBases() []LegalBasis {
+	out := make([]LegalBasis, 0, len(e.codes))
+	for _, code := range e.codes {
+		out = append(out, cloneBasis(e.bases[code]))
+	}
+	return out
+}
+
+// LegalBasis returns the legal basis with the given code.
+func (e *Engine) LegalBasis(code string) (LegalBasis, bool) {
+	b, ok := e.bases[code]
+	if !ok {
+		return LegalBasis{}, false
+	}
+	return cloneBasis(b), true
+}
+
+func cloneBasis(b LegalBasis) LegalBasis {
+	b.From = slices.Clone(b.From)
+	b.To = slices.Clone(b.To)
+	return b
+}
+
+// Authorize decides whether in.Principal may perform in.Action. An error
+// means the policy could not be evaluated; treat it as a denial.
+func (e *Engine) Authorize(ctx context.Context, in AuthzInput) (Decision, error) {
+	input, err := e.words.authzValue(in)
+	if err != nil {
+		return Decision{}, fmt.Errorf("authorize %q: %w", in.Action, err)
+	}
+	rs, err := e.authz.Eval(ctx, rego.EvalParsedInput(input))
+	if err != nil {
+		return Decision{}, fmt.Errorf("authorize %q: %w", in.Action, err)
+	}
+	v, err := single(rs)
+	if err != nil {
+		return Decision{}, fmt.Errorf("authorize %q: %w", in.Action, err)
+	}
+	if v == nil {
+		return Decision{Reasons: []string{reasonUndefined}}, nil
+	}
+	d, ok := v.(Decision)
+	if !ok {
+		return Decision{}, fmt.Errorf("authorize %q: result is %T", in.Action, v)
+	}
+	return d, nil
+}
+
+// Disclose decides which of in.Flags a check reveals to in.Principal. An
+// error means the policy could not be evaluated; disclose nothing.
+func (e *Engine) Disclose(ctx context.Context, in DisclosureInput) (Disclosure, error) {
+	rs, err := e.disclosure.Eval(ctx, rego.EvalParsedInput(e.words.disclosureValue(in)))
+	if err != nil {
+		return Disclosure{}, fmt.Errorf("disclose %d flags: %w", len(in.Flags), err)
+	}
+	v, err := single(rs)
+	if err != nil {
+		return Disclosure{}, fmt.Errorf("disclose %d flags: %w", len(in.Flags), err)
+	}
+	if v == nil {
+		return Disclosure{Flags: []Disclosed{}, ReviewRequired: in.Emergency, Reasons: []string{reasonUndefined}}, nil
+	}
+	d, ok := v.(Disclosure)
+	if !ok {
+		return Disclosure{}, fmt.Errorf("disclose %d flags: result is %T", len(in.Flags), v)
+	}
+	return d, nil
+}
+
+// single returns the decoded value of a one-expression query, or nil when
+// the decision is undefined.
+func single(rs rego.ResultSet) (any, error) {
+	switch {
+	case len(rs) == 0:
+		return nil, nil
+	case len(rs) > 1:
+		return nil, fmt.Errorf("%d results, want 1", len(rs))
+	case len(rs[0].Expressions) != 1:
+		return nil, fmt.Errorf("%d expressions, want 1", len(rs[0].Expressions))
+	}
+	return rs[0].Expressions[0].Value, nil
+}
+
+var errShape = errors.New("unexpected decision shape")
