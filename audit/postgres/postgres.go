@@ -1,0 +1,231 @@
+// Package postgres keeps the audit log in PostgreSQL: group-committed
+// batches under a transaction-scoped advisory lock (so writers on every
+// replica take turns at the chain head), the replay check of request token
+// ids inside the same transaction, checkpoints, streaming for verification,
+// and search.
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"varsel/audit"
+)
+
+// chainLock is the advisory lock key that serialises appends to the chain.
+const chainLock = 0x7661_7273_656c // "varsel"
+
+// jtiRetention is how long a token id is remembered: longer than any token
+// can be valid (300 s lifetime plus 30 s skew on each side).
+const jtiRetention = 6 * time.Minute
+
+// Store is the audit log in PostgreSQL.
+type Store struct {
+	Pool *pgxpool.Pool
+}
+
+var (
+	_ audit.Store           = (*Store)(nil)
+	_ audit.CheckpointStore = (*Store)(nil)
+	_ audit.Source          = (*Store)(nil)
+)
+
+var columns = []string{"seq", "ts", "actor_agency", "actor", "role", "office", "action", "decision",
+	"subject_ref", "flag_ids", "legal_basis", "emergency", "justification", "policy_version",
+	"reasons", "request_jti", "prev_hash", "hash"}
+
+// AppendBatch stores entries after the head in one transaction.
+func (s *Store) AppendBatch(ctx context.Context, entries []*audit.Entry) (replayed []int, err error) {
+	err = pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
+		replayed = replayed[:0]
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(chainLock)); err != nil {
+			return fmt.Errorf("lock chain: %w", err)
+		}
+		var err error
+		if replayed, err = recordJTIs(ctx, tx, entries); err != nil {
+			return err
+		}
+		kept := entries
+		if len(replayed) > 0 {
+			skip := map[int]bool{}
+			for _, i := range replayed {
+				skip[i] = true
+			}
+			kept = make([]*audit.Entry, 0, len(entries)-len(replayed))
+			for i, e := range entries {
+				if !skip[i] {
+					kept = append(kept, e)
+				}
+			}
+		}
+		if len(kept) == 0 {
+			return nil
+		}
+		var head audit.Receipt
+		err = tx.QueryRow(ctx, `SELECT seq, hash FROM audit_entries ORDER BY seq DESC LIMIT 1`).Scan(&head.Seq, &head.Hash)
+		if err != nil && err != pgx.ErrNoRows {
+			return fmt.Errorf("read chain head: %w", err)
+		}
+		audit.Link(head, kept)
+		rows := make([][]any, len(kept))
+		for i, e := range kept {
+			ts, err := time.Parse(audit.TimeFormat, e.TS)
+			if err != nil {
+				return fmt.Errorf("entry ts %q: %w", e.TS, err)
+			}
+			rows[i] = []any{e.Seq, ts, e.ActorAgency, e.Actor, e.Role, e.Office, e.Action, e.Decision,
+				e.SubjectRef, e.FlagIDs, e.LegalBasis, e.Emergency, e.Justification, e.PolicyVersion,
+				e.Reasons, e.RequestJTI, e.PrevHash, e.Hash}
+		}
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"audit_entries"}, columns, pgx.CopyFromRows(rows)); err != nil {
+			return fmt.Errorf("insert %d entries: %w", len(rows), err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return replayed, nil
+}
+
+// recordJTIs inserts the batch's token ids and returns the indexes of
+// entries whose id was used before (earlier, or earlier in this batch).
+func recordJTIs(ctx context.Context, tx pgx.Tx, entries []*audit.Entry) ([]int, error) {
+	var agencies, jtis []string
+	for _, e := range entries {
+		if e.RequestJTI != "" {
+			agencies = append(agencies, e.ActorAgency)
+			jtis = append(jtis, e.RequestJTI)
+		}
+	}
+	if len(jtis) == 0 {
+		return nil, nil
+	}
+	rows, err := tx.Query(ctx, `
+		INSERT INTO request_jtis (agency_id, jti, expires_at)
+		SELECT a, j, now() + make_interval(secs => $3) FROM unnest($1::text[], $2::text[]) AS t(a, j)
+		ON CONFLICT (agency_id, jti) DO NOTHING
+		RETURNING agency_id, jti`, agencies, jtis, jtiRetention.Seconds())
+	if err != nil {
+		return nil, fmt.Errorf("record token ids: %w", err)
+	}
+	fresh := map[[2]string]bool{}
+	for rows.Next() {
+		var a, j string
+		if err := rows.Scan(&a, &j); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		fresh[[2]string{a, j}] = true
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("record token ids: %w", err)
+	}
+	var replayed []int
+	for i, e := range entries {
+		if e.RequestJTI == "" {
+			continue
+		}
+		k := [2]string{e.ActorAgency, e.RequestJTI}
+		if fresh[k] {
+			delete(fresh, k) // the first in the batch wins; a second is a replay
+			continue
+		}
+		replayed = append(replayed, i)
+	}
+	return replayed, nil
+}
+
+// Head returns the last entry's seq and hash.
+func (s *Store) Head(ctx context.Context) (audit.Receipt, error) {
+	var h audit.Receipt
+	err := s.Pool.QueryRow(ctx, `SELECT seq, hash FROM audit_entries ORDER BY seq DESC LIMIT 1`).Scan(&h.Seq, &h.Hash)
+	if err == pgx.ErrNoRows {
+		return audit.Receipt{}, nil
+	}
+	return h, err
+}
+
+// LatestCheckpoint returns the newest checkpoint, or nil.
+func (s *Store) LatestCheckpoint(ctx context.Context) (*audit.Checkpoint, error) {
+	var cp audit.Checkpoint
+	err := s.Pool.QueryRow(ctx, `SELECT count, hash, note, created_at FROM audit_checkpoints ORDER BY count DESC LIMIT 1`).
+		Scan(&cp.Count, &cp.Hash, &cp.Note, &cp.CreatedAt)
+	if err == pgx.ErrNoRows {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("latest checkpoint: %w", err)
+	}
+	return &cp, nil
+}
+
+// InsertCheckpoint stores a checkpoint unless its count is already there.
+func (s *Store) InsertCheckpoint(ctx context.Context, cp audit.Checkpoint) error {
+	_, err := s.Pool.Exec(ctx, `INSERT INTO audit_checkpoints (count, hash, note) VALUES ($1, $2, $3)
+		ON CONFLICT (count) DO NOTHING`, cp.Count, cp.Hash, cp.Note)
+	return err
+}
+
+// Checkpoints returns every checkpoint, oldest first.
+func (s *Store) Checkpoints(ctx context.Context) ([]audit.Checkpoint, error) {
+	rows, err := s.Pool.Query(ctx, `SELECT count, hash, note, created_at FROM audit_checkpoints ORDER BY count`)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (audit.Checkpoint, error) {
+		var cp audit.Checkpoint
+		err := r.Scan(&cp.Count, &cp.Hash, &cp.Note, &cp.CreatedAt)
+		return cp, err
+	})
+}
+
+const selectEntries = `SELECT seq, ts, actor_agency, actor, role, office, action, decision, subject_ref, flag_ids,
+	legal_basis, emergency, justification, policy_version, reasons, request_jti, prev_hash, hash FROM audit_entries`
+
+func scanEntry(row pgx.Row, e *audit.Entry) error {
+	var ts time.Time
+	if err := row.Scan(&e.Seq, &ts, &e.ActorAgency, &e.Actor, &e.Role, &e.Office, &e.Action, &e.Decision,
+		&e.SubjectRef, &e.FlagIDs, &e.LegalBasis, &e.Emergency, &e.Justification, &e.PolicyVersion,
+		&e.Reasons, &e.RequestJTI, &e.PrevHash, &e.Hash); err != nil {
+		return err
+	}
+	e.TS = audit.FormatTime(ts)
+	if e.FlagIDs == nil {
+		e.FlagIDs = []string{}
+	}
+	if e.Reasons == nil {
+		e.Reasons = []string{}
+	}
+	return nil
+}
+
+// Entries streams every entry in seq order.
+func (s *Store) Entries(ctx context.Context, fn func(*audit.Entry) error) error {
+	return s.EntriesRange(ctx, 0, 0, fn)
+}
+
+// EntriesRange streams entries with from < seq (and seq <= to when to > 0).
+func (s *Store) EntriesRange(ctx context.Context, from, to int64, fn func(*audit.Entry) error) error {
+	q := selectEntries + ` WHERE seq > $1 AND ($2 = 0 OR seq <= $2) ORDER BY seq`
+	rows, err := s.Pool.Query(ctx, q, from, to)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		e := new(audit.Entry)
+		if err := scanEntry(rows, e); err != nil {
+			return err
+		}
+		if err := fn(e); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}

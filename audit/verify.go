@@ -1,0 +1,147 @@
+package audit
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"sync"
+
+	"golang.org/x/mod/sumdb/note"
+)
+
+// Source is a log to verify: the database, or an export file.
+type Source interface {
+	// Entries calls fn for every entry in seq order.
+	Entries(ctx context.Context, fn func(*Entry) error) error
+	// Checkpoints returns every stored checkpoint.
+	Checkpoints(ctx context.Context) ([]Checkpoint, error)
+}
+
+// Report is the outcome of Verify.
+type Report struct {
+	Entries     int64   // entries read
+	Head        Receipt // the last entry
+	Checkpoints int     // checkpoints whose signature and hash held
+	// FirstBad is the lowest seq at which the log is wrong (0: none), and
+	// Problem says what is wrong there.
+	FirstBad int64
+	Problem  string
+}
+
+// OK reports whether the whole log verified.
+func (r *Report) OK() bool { return r.FirstBad == 0 }
+
+func (r *Report) fail(seq int64, format string, args ...any) {
+	if r.FirstBad == 0 || seq < r.FirstBad {
+		r.FirstBad, r.Problem = seq, fmt.Sprintf(format, args...)
+	}
+}
+
+// Verify recomputes every entry's hash, checks that seqs run 1, 2, 3…
+// without a gap, that each prev_hash is the hash before it, and that every
+// checkpoint's signature verifies with verifier and names a hash the chain
+// has at its count. Hashing runs on every core. A nil verifier skips the
+// signature check (the chain is still checked).
+func Verify(ctx context.Context, src Source, verifier note.Verifier, origin string) (*Report, error) {
+	rep := &Report{}
+	cps, err := src.Checkpoints(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read checkpoints: %w", err)
+	}
+	// Checkpoint counts to check against the chain as it streams by.
+	want := map[int64][]Checkpoint{}
+	for _, cp := range cps {
+		if verifier != nil {
+			o, head, err := OpenCheckpoint(cp.Note, verifier)
+			if err != nil {
+				rep.fail(max(cp.Count, 1), "checkpoint at %d: %v", cp.Count, err)
+				continue
+			}
+			if (origin != "" && o != origin) || head.Seq != cp.Count || head.Hash != cp.Hash {
+				rep.fail(max(cp.Count, 1), "checkpoint at %d: signed text does not match its record", cp.Count)
+				continue
+			}
+		}
+		want[cp.Count] = append(want[cp.Count], cp)
+	}
+
+	workers := max(runtime.GOMAXPROCS(0), 1)
+	const chunk = 2048
+	jobs := make(chan []*Entry, workers*2)
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var buf []byte
+			for batch := range jobs {
+				for _, e := range batch {
+					var h string
+					h, buf = e.ComputeHash(buf)
+					if h != e.Hash {
+						mu.Lock()
+						rep.fail(e.Seq, "entry %d: hash does not match its contents", e.Seq)
+						mu.Unlock()
+					}
+				}
+			}
+		}()
+	}
+
+	var prev Receipt
+	batch := make([]*Entry, 0, chunk)
+	err = src.Entries(ctx, func(e *Entry) error {
+		expect := prev.Seq + 1
+		prevHash := prev.Hash
+		if prev.Seq == 0 {
+			prevHash = ZeroHash
+		}
+		mu.Lock()
+		switch {
+		case e.Seq != expect:
+			rep.fail(expect, "entry %d is missing (next stored entry is %d)", expect, e.Seq)
+		case e.PrevHash != prevHash:
+			rep.fail(e.Seq, "entry %d: prev_hash is not the hash of entry %d", e.Seq, prev.Seq)
+		}
+		for _, cp := range want[e.Seq] {
+			if cp.Hash != e.Hash {
+				rep.fail(e.Seq, "checkpoint at %d names another head hash than the chain's", e.Seq)
+			}
+		}
+		delete(want, e.Seq)
+		mu.Unlock()
+		rep.Entries++
+		prev = Receipt{Seq: e.Seq, Hash: e.Hash}
+		batch = append(batch, e)
+		if len(batch) == chunk {
+			jobs <- batch
+			batch = make([]*Entry, 0, chunk)
+		}
+		return nil
+	})
+	if len(batch) > 0 {
+		jobs <- batch
+	}
+	close(jobs)
+	wg.Wait()
+	if err != nil {
+		return nil, fmt.Errorf("read entries: %w", err)
+	}
+	rep.Head = prev
+	for count := range want {
+		if count > prev.Seq {
+			rep.fail(prev.Seq+1, "checkpoint at %d covers entries the log no longer has (it ends at %d)", count, prev.Seq)
+		}
+	}
+	rep.Checkpoints = len(cps)
+	if rep.FirstBad != 0 {
+		rep.Checkpoints = 0
+		for _, cp := range cps {
+			if cp.Count < rep.FirstBad {
+				rep.Checkpoints++
+			}
+		}
+	}
+	return rep, nil
+}
