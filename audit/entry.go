@@ -209,3 +209,18 @@ func Link(head Receipt, entries []*Entry) {
 		prev = e.Hash
 	}
 }
+
+// Query selects entries for a privacy officer's search.
+type Query struct {
+	// Scope limits the result to entries whose actor is in this agency or
+	// that disclosed a flag it issued; "" means every entry (the broker
+	// operator's auditors).
+	Scope         string
+	SubjectRef    string
+	ActorAgency   string
+	Actor         string
+	From, To      time.Time // zero: unbounded; To is exclusive
+	EmergencyOnly bool
+	AfterSeq      int64
+	Limit         int
+}

@@ -229,3 +229,86 @@ func (s *Store) EntriesRange(ctx context.Context, from, to int64, fn func(*audit
 	}
 	return rows.Err()
 }
+
+// Search returns the entries matching q in seq order, at most q.Limit.
+func (s *Store) Search(ctx context.Context, q audit.Query) ([]audit.Entry, error) {
+	var from, to *time.Time
+	if !q.From.IsZero() {
+		from = &q.From
+	}
+	if !q.To.IsZero() {
+		to = &q.To
+	}
+	rows, err := s.Pool.Query(ctx, selectEntries+`
+		WHERE seq > $1
+		  AND ($2 = '' OR actor_agency = $2 OR flag_ids && ARRAY(SELECT id FROM flags WHERE issuer = $2))
+		  AND ($3 = '' OR subject_ref = $3)
+		  AND ($4 = '' OR actor_agency = $4)
+		  AND ($5 = '' OR actor = $5)
+		  AND ($6::timestamptz IS NULL OR ts >= $6)
+		  AND ($7::timestamptz IS NULL OR ts < $7)
+		  AND (NOT $8 OR emergency)
+		ORDER BY seq LIMIT $9`,
+		q.AfterSeq, q.Scope, q.SubjectRef, q.ActorAgency, q.Actor, from, to, q.EmergencyOnly, q.Limit)
+	if err != nil {
+		return nil, fmt.Errorf("search audit: %w", err)
+	}
+	defer rows.Close()
+	out := []audit.Entry{}
+	for rows.Next() {
+		var e audit.Entry
+		if err := scanEntry(rows, &e); err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// Seed appends n synthetic entries after the head with COPY, in batches, for
+// benchmarks and load tests: the chain is computed exactly as the writer
+// does, so the result verifies. fill(i) fills entry i (1-based among the n).
+func (s *Store) Seed(ctx context.Context, n int, fill func(i int, e *audit.Entry)) error {
+	const batch = 50_000
+	for done := 0; done < n; {
+		size := min(batch, n-done)
+		err := pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(chainLock)); err != nil {
+				return err
+			}
+			var head audit.Receipt
+			err := tx.QueryRow(ctx, `SELECT seq, hash FROM audit_entries ORDER BY seq DESC LIMIT 1`).Scan(&head.Seq, &head.Hash)
+			if err != nil && err != pgx.ErrNoRows {
+				return err
+			}
+			entries := make([]*audit.Entry, size)
+			for i := range entries {
+				entries[i] = &audit.Entry{}
+				fill(done+i+1, entries[i])
+			}
+			audit.Link(head, entries)
+			i := 0
+			src := pgx.CopyFromFunc(func() ([]any, error) {
+				if i == len(entries) {
+					return nil, nil
+				}
+				e := entries[i]
+				i++
+				ts, err := time.Parse(audit.TimeFormat, e.TS)
+				if err != nil {
+					return nil, err
+				}
+				return []any{e.Seq, ts, e.ActorAgency, e.Actor, e.Role, e.Office, e.Action, e.Decision,
+					e.SubjectRef, e.FlagIDs, e.LegalBasis, e.Emergency, e.Justification, e.PolicyVersion,
+					e.Reasons, e.RequestJTI, e.PrevHash, e.Hash}, nil
+			})
+			_, err = tx.CopyFrom(ctx, pgx.Identifier{"audit_entries"}, columns, src)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("seed audit entries %d..%d: %w", done+1, done+size, err)
+		}
+		done += size
+	}
+	return nil
+}

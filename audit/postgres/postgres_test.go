@@ -20,7 +20,7 @@ import (
 )
 
 // freshDB gives a test its own migrated database: the log's seqs start at 1.
-func freshDB(t *testing.T) (url string, owner *pgxpool.Pool) {
+func freshDB(t testing.TB) (url string, owner *pgxpool.Pool) {
 	t.Helper()
 	ctx := context.Background()
 	url, err := schematest.NewDatabase(ctx, "audit_pg", false)
@@ -39,7 +39,7 @@ func freshDB(t *testing.T) (url string, owner *pgxpool.Pool) {
 }
 
 // runtimePool connects as the broker does: with the runtime role assumed.
-func runtimePool(t *testing.T, url string) *pgxpool.Pool {
+func runtimePool(t testing.TB, url string) *pgxpool.Pool {
 	t.Helper()
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {

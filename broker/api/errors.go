@@ -56,6 +56,13 @@ func (s *Server) handleError(err error, c echo.Context) {
 		s.log.Error("request failed", "request_id", c.Response().Header().Get(echo.HeaderXRequestID),
 			"method", c.Request().Method, "route", c.Path(), "code", p.Code, "err", err)
 	}
+	if p.Code == "replayed" {
+		// Caught by the audit append (a token first used on another
+		// replica): log it as the verifier logs its own refusals.
+		if pr := broker.PrincipalFromContext(c.Request().Context()); pr != nil {
+			s.log.Warn("request refused", "subsystem", "auth", "agency", pr.Agency, "kid", pr.KID, "code", p.Code)
+		}
+	}
 	var ra *RetryAfter
 	if errors.As(err, &ra) {
 		c.Response().Header().Set("Retry-After", strconv.Itoa(ra.Seconds))

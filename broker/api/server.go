@@ -21,7 +21,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"varsel/audit"
 	"varsel/broker"
+	"varsel/broker/service"
 )
 
 //go:embed openapi.yaml
@@ -50,6 +52,15 @@ type Config struct {
 	Auth            Authenticator        // nil: every /v1/ request is refused
 	Readiness       map[string]ReadinessCheck
 	ShutdownTimeout time.Duration // how long in-flight requests may take to finish
+
+	Service       *service.Service // the /v1 operations; nil: only whoami's principal echo
+	Checkpoints   CheckpointReader
+	CheckpointKey string // the note verifier key of the checkpoint signer
+}
+
+// CheckpointReader reads the newest signed checkpoint.
+type CheckpointReader interface {
+	LatestCheckpoint(ctx context.Context) (*audit.Checkpoint, error)
 }
 
 // Server is the broker's HTTP server.
@@ -102,6 +113,9 @@ func New(cfg Config) *Server {
 
 	s.v1 = e.Group("/v1", requireJSON, s.authenticate)
 	s.v1.GET("/whoami", s.whoami)
+	if cfg.Service != nil {
+		s.routes(s.v1)
+	}
 	return s
 }
 

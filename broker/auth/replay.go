@@ -13,10 +13,13 @@ type JTIStore interface {
 }
 
 // Replay is the ReplayGuard: a local map answers repeats seen by this
-// replica without a round trip, and the shared store (a table with a
-// primary key on agency and jti) catches repeats across replicas.
+// replica without a round trip. Repeats across replicas are caught by a
+// shared store: either Store here (one insert per request), or, as the
+// broker runs it, none here and the audit append that every request makes,
+// which records the token id in the same group-committed transaction
+// (audit/postgres) and refuses a second use there.
 type Replay struct {
-	Store JTIStore
+	Store JTIStore // nil: local map only
 
 	mu    sync.Mutex
 	local map[replayKey]time.Time
@@ -49,6 +52,9 @@ func (r *Replay) Use(ctx context.Context, agencyID, jti string, exp time.Time) (
 		r.sweep = now
 	}
 	r.mu.Unlock()
+	if r.Store == nil {
+		return true, nil
+	}
 
 	fresh, err := r.Store.InsertJTI(ctx, agencyID, jti, exp)
 	if err != nil {

@@ -14,31 +14,33 @@ import (
 // flag in one place. Environment variables VARSEL_<FLAG> fill what the
 // command line leaves out.
 type Config struct {
-	DatabaseURL     string
-	DatabaseRole    string
-	MaxDBConns      int
-	Listen          string
-	BrokerID        string
-	Keys            string
-	DutyDesk        string
-	TestSubjects    bool
-	Migrate         bool
-	LogFormat       string
-	LogLevel        string
-	ShutdownTimeout time.Duration
+	DatabaseURL        string
+	DatabaseRole       string
+	MaxDBConns         int
+	Listen             string
+	BrokerID           string
+	Keys               string
+	DutyDesk           string
+	TestSubjects       bool
+	Migrate            bool
+	LogFormat          string
+	LogLevel           string
+	ShutdownTimeout    time.Duration
+	CheckpointInterval time.Duration
 }
 
 // DefaultConfig is the embedded default that `make run` relies on.
 func DefaultConfig() Config {
 	return Config{
-		DatabaseRole:    "varsel_app",
-		MaxDBConns:      32,
-		Listen:          "127.0.0.1:8080",
-		BrokerID:        "varsel",
-		Keys:            "file:.data/keys",
-		LogFormat:       "text",
-		LogLevel:        "info",
-		ShutdownTimeout: 20 * time.Second,
+		DatabaseRole:       "varsel_app",
+		MaxDBConns:         32,
+		Listen:             "127.0.0.1:8080",
+		BrokerID:           "varsel",
+		Keys:               "file:.data/keys",
+		LogFormat:          "text",
+		LogLevel:           "info",
+		ShutdownTimeout:    20 * time.Second,
+		CheckpointInterval: 5 * time.Second,
 	}
 }
 
@@ -59,6 +61,7 @@ func (c *Config) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: text or json")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn or error")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long in-flight requests may take to finish on SIGTERM")
+	fs.DurationVar(&c.CheckpointInterval, "checkpoint-interval", c.CheckpointInterval, "how often to sign an audit checkpoint when entries were added")
 }
 
 func (c *Config) validate() error {
@@ -91,6 +94,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("log_format", c.LogFormat),
 		slog.String("log_level", c.LogLevel),
 		slog.Duration("shutdown_timeout", c.ShutdownTimeout),
+		slog.Duration("checkpoint_interval", c.CheckpointInterval),
 	)
 }
 

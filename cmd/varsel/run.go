@@ -36,6 +36,7 @@ func commands() []command {
 		{"migrate", "apply the database migrations (idempotent)", runMigrate},
 		{"agency", "register and manage agencies and their keys", runAgency},
 		{"keygen", "make a signing key for an agency (ES256 or EdDSA)", runKeygen},
+		{"audit", "verify the audit log's hash chain and signed checkpoints", runAudit},
 		{"call", "send one signed request to a broker, as an agency's employee", runCall},
 		{"version", "print the version", func(_ context.Context, _ []string, o cmdIO) error {
 			fmt.Fprintln(o.stdout, "varsel", version)

@@ -7,12 +7,21 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"varsel/audit"
+	auditpg "varsel/audit/postgres"
+	"varsel/broker"
 	"varsel/broker/api"
 	"varsel/broker/auth"
 	"varsel/broker/keys"
 	"varsel/broker/postgres"
+	"varsel/broker/service"
+	"varsel/policies"
 	"varsel/schema"
 )
 
@@ -40,9 +49,16 @@ type Main struct {
 	Config Config
 	Logger *slog.Logger
 
-	DB     *postgres.DB
-	Keys   keys.Source
-	Server *api.Server
+	DB           *postgres.DB
+	Keys         keys.Source
+	Policies     *policies.Engine
+	AuditStore   *auditpg.Store
+	AuditWriter  *audit.Writer
+	Checkpointer *audit.Checkpointer
+	Server       *api.Server
+
+	stopBackground context.CancelFunc
+	background     sync.WaitGroup
 
 	addr  net.Addr
 	ready chan struct{}
@@ -72,8 +88,12 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	m.addr = addr
 	m.Logger.Info("varsel serving", "version", version, "addr", addr.String(), "config", m.Config)
+	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
+	m.stopBackground = stop
+	m.background.Add(2)
+	go func() { defer m.background.Done(); m.sweepJTIs(bg) }()
+	go func() { defer m.background.Done(); m.Checkpointer.Run(bg) }()
 	close(m.ready)
-	go m.sweepJTIs(ctx)
 	return m.Server.Serve(ctx)
 }
 
@@ -100,16 +120,53 @@ func (m *Main) open(ctx context.Context) error {
 		return err
 	}
 	m.Keys = src
+	subjectKey, subjectVersion, err := src.SubjectKey(ctx)
+	if err != nil {
+		return fmt.Errorf("subject key: %w", err)
+	}
+	subjects, err := broker.NewSubjectHasher(subjectKey, subjectVersion)
+	if err != nil {
+		return err
+	}
+	signer, verifierKey, err := src.CheckpointSigner(ctx)
+	if err != nil {
+		return fmt.Errorf("checkpoint signer: %w", err)
+	}
+
+	if m.Policies, err = policies.New(ctx); err != nil {
+		return fmt.Errorf("load policies: %w", err)
+	}
+
+	registry := prometheus.NewRegistry()
+	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.AuditStore = &auditpg.Store{Pool: db.Pool}
+	m.AuditWriter = audit.NewWriter(m.AuditStore, audit.WriterConfig{Logger: m.Logger, Registerer: registry})
+	m.Checkpointer = &audit.Checkpointer{
+		Store: m.AuditStore, Signer: signer, Origin: c.BrokerID + "/audit",
+		Interval: c.CheckpointInterval, Logger: m.Logger,
+	}
 
 	verifier := &auth.Verifier{
 		Audience: c.BrokerID,
 		Keys:     &auth.KeyCache{Registry: db},
-		Replay:   &auth.Replay{Store: db},
+		Replay:   &auth.Replay{}, // across replicas: the audit append records each jti
 		Logger:   m.Logger,
+	}
+	svc := &service.Service{
+		Policies:     m.Policies,
+		Audit:        m.AuditWriter,
+		AuditReader:  m.AuditStore,
+		Subjects:     subjects,
+		TestSubjects: c.TestSubjects,
+		Logger:       m.Logger,
 	}
 	m.Server = api.New(api.Config{
 		Logger:          m.Logger,
+		Registry:        registry,
 		Auth:            verifier,
+		Service:         svc,
+		Checkpoints:     m.AuditStore,
+		CheckpointKey:   verifierKey,
 		ShutdownTimeout: c.ShutdownTimeout,
 		Readiness: map[string]api.ReadinessCheck{
 			"database": db.Ping,
@@ -147,7 +204,16 @@ func (m *Main) sweepJTIs(ctx context.Context) {
 	}
 }
 
+// close runs after the server has finished its in-flight requests: commit
+// what the audit writer holds, make a final checkpoint, then disconnect.
 func (m *Main) close() {
+	if m.AuditWriter != nil {
+		m.AuditWriter.Close()
+	}
+	if m.stopBackground != nil {
+		m.stopBackground()
+		m.background.Wait()
+	}
 	if m.DB != nil {
 		m.DB.Close()
 	}

@@ -1,0 +1,56 @@
+package api
+
+import (
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"varsel/broker"
+	"varsel/broker/service"
+)
+
+// routes registers the operations of API.md §4–§8 on the /v1 group.
+func (s *Server) routes(g *echo.Group) {
+	g.POST("/audit/search", s.auditSearch)
+	g.GET("/audit/checkpoint", s.auditCheckpoint)
+	g.GET("/audit/key", s.auditKey)
+}
+
+func principal(c echo.Context) *broker.Principal {
+	return broker.PrincipalFromContext(c.Request().Context())
+}
+
+func (s *Server) auditSearch(c echo.Context) error {
+	var req service.AuditSearch
+	if err := Decode(c, &req); err != nil {
+		return err
+	}
+	res, err := s.cfg.Service.SearchAudit(c.Request().Context(), principal(c), req)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, res)
+}
+
+// auditCheckpoint serves the newest signed checkpoint as a signed note.
+func (s *Server) auditCheckpoint(c echo.Context) error {
+	if s.cfg.Checkpoints == nil {
+		return broker.Errorf(broker.ENOTFOUND, "no checkpoints are kept")
+	}
+	cp, err := s.cfg.Checkpoints.LatestCheckpoint(c.Request().Context())
+	if err != nil {
+		return &broker.Error{Kind: broker.EUNAVAILABLE, Code: "audit_unavailable", Message: "checkpoints cannot be read", Err: err}
+	}
+	if cp == nil {
+		return broker.Errorf(broker.ENOTFOUND, "no checkpoint has been signed yet")
+	}
+	return c.Blob(http.StatusOK, "text/plain; charset=utf-8", []byte(cp.Note))
+}
+
+// auditKey serves the checkpoint verifier key (note format).
+func (s *Server) auditKey(c echo.Context) error {
+	if s.cfg.CheckpointKey == "" {
+		return broker.Errorf(broker.ENOTFOUND, "no checkpoint key is configured")
+	}
+	return c.Blob(http.StatusOK, "text/plain; charset=utf-8", []byte(s.cfg.CheckpointKey+"\n"))
+}

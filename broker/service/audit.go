@@ -1,0 +1,90 @@
+package service
+
+import (
+	"context"
+	"time"
+
+	"varsel/audit"
+	"varsel/broker"
+	"varsel/policies"
+)
+
+// AuditSearch is the body of POST /v1/audit/search.
+type AuditSearch struct {
+	Subject       *string    `json:"subject,omitempty"`
+	ActorAgency   string     `json:"actor_agency,omitempty"`
+	Actor         string     `json:"actor,omitempty"`
+	From          *time.Time `json:"from,omitempty"`
+	To            *time.Time `json:"to,omitempty"`
+	EmergencyOnly bool       `json:"emergency_only,omitempty"`
+	AfterSeq      int64      `json:"after_seq,omitempty"`
+	Limit         int        `json:"limit,omitempty"`
+}
+
+// Search limits.
+const (
+	DefaultSearchLimit = 100
+	MaxSearchLimit     = 1000
+)
+
+// AuditSearchResult is the answer: the entries, and where the search itself
+// was recorded.
+type AuditSearchResult struct {
+	Entries []audit.Entry `json:"entries"`
+	Next    int64         `json:"next_after_seq,omitempty"`
+	Audit   audit.Receipt `json:"audit"`
+}
+
+// SearchAudit lets a privacy officer search the log: entries whose actor is
+// in the officer's agency or that disclosed a flag it issued; the broker
+// operator's auditors see all. The search is itself audited.
+func (s *Service) SearchAudit(ctx context.Context, p *broker.Principal, req AuditSearch) (*AuditSearchResult, error) {
+	q := audit.Query{ActorAgency: req.ActorAgency, Actor: req.Actor, EmergencyOnly: req.EmergencyOnly, AfterSeq: req.AfterSeq, Limit: req.Limit}
+	if req.Subject != nil {
+		subj, err := broker.ParseSubject(*req.Subject, s.TestSubjects)
+		if err != nil {
+			return nil, err
+		}
+		q.SubjectRef = s.Subjects.Ref(subj)
+	}
+	if req.From != nil {
+		q.From = *req.From
+	}
+	if req.To != nil {
+		q.To = *req.To
+	}
+	if !q.From.IsZero() && !q.To.IsZero() && !q.To.After(q.From) {
+		return nil, broker.CodeErrorf(broker.EINVALID, "invalid_range", "to must be after from")
+	}
+	if q.AfterSeq < 0 {
+		return nil, broker.CodeErrorf(broker.EINVALID, "invalid_field", "after_seq must not be negative")
+	}
+	switch {
+	case q.Limit == 0:
+		q.Limit = DefaultSearchLimit
+	case q.Limit < 0 || q.Limit > MaxSearchLimit:
+		return nil, broker.CodeErrorf(broker.EINVALID, "invalid_field", "limit must be 1 to %d", MaxSearchLimit)
+	}
+
+	if _, err := s.authorize(ctx, p, policies.ActionAuditSearch, nil, func(e *audit.Entry) { e.SubjectRef = q.SubjectRef }); err != nil {
+		return nil, err
+	}
+	if p.AgencyKind != broker.KindBroker {
+		q.Scope = p.Agency
+	}
+	entries, err := s.AuditReader.Search(ctx, q)
+	if err != nil {
+		return nil, &broker.Error{Kind: broker.EUNAVAILABLE, Code: "audit_unavailable", Message: "the audit log cannot be read", Err: err}
+	}
+	e := s.entry(p, policies.ActionAuditSearch, audit.Allow)
+	e.SubjectRef = q.SubjectRef
+	receipt, err := s.Audit.Append(ctx, e)
+	if err != nil {
+		return nil, err
+	}
+	res := &AuditSearchResult{Entries: entries, Audit: receipt}
+	if len(entries) == q.Limit {
+		res.Next = entries[len(entries)-1].Seq
+	}
+	return res, nil
+}

@@ -1,0 +1,92 @@
+// Package service carries out Varsel's operations (API.md §4–§7): it asks
+// the policy engine, reads and writes state, and appends the audit entry of
+// every decision, allowed or denied, before a result is returned. It knows
+// nothing of HTTP: broker/api decodes requests and encodes its results.
+package service
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"varsel/audit"
+	"varsel/broker"
+	"varsel/policies"
+)
+
+// AuditLog appends entries; the audit.Writer implements it.
+// Errors: audit.ErrReplayed, audit.ErrUnavailable.
+type AuditLog interface {
+	Append(ctx context.Context, e *audit.Entry) (audit.Receipt, error)
+}
+
+// AuditReader reads the log.
+type AuditReader interface {
+	Search(ctx context.Context, q audit.Query) ([]audit.Entry, error)
+}
+
+var _ AuditLog = (*audit.Writer)(nil)
+
+// Service is the broker's behaviour. Its fields are its dependencies.
+type Service struct {
+	Policies     *policies.Engine
+	Audit        AuditLog
+	AuditReader  AuditReader
+	Subjects     *broker.SubjectHasher
+	TestSubjects bool // accept synthetic national ids
+	Logger       *slog.Logger
+	Now          func() time.Time // nil: time.Now
+}
+
+func (s *Service) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+// entry starts an audit entry for an action by p.
+func (s *Service) entry(p *broker.Principal, action, decision string) *audit.Entry {
+	return &audit.Entry{
+		TS:            audit.FormatTime(s.now()),
+		ActorAgency:   p.Agency,
+		Actor:         p.Sub,
+		Role:          p.Role,
+		Office:        p.Office,
+		Action:        action,
+		Decision:      decision,
+		PolicyVersion: s.Policies.Version(),
+		RequestJTI:    p.JTI,
+	}
+}
+
+func policyPrincipal(p *broker.Principal) policies.Principal {
+	return policies.Principal{Agency: p.Agency, AgencyKind: string(p.AgencyKind), Role: p.Role, Office: p.Office, Sub: p.Sub}
+}
+
+// authorize asks the policy whether p may do action on resource. A denial
+// is audited and returned as EFORBIDDEN; the caller audits an allow itself,
+// with what it did.
+func (s *Service) authorize(ctx context.Context, p *broker.Principal, action string, resource any, deny func(*audit.Entry)) (policies.Decision, error) {
+	d, err := s.Policies.Authorize(ctx, policies.AuthzInput{Action: action, Principal: policyPrincipal(p), Resource: resource})
+	if err != nil {
+		return d, &broker.Error{Kind: broker.EINTERNAL, Message: "policy evaluation failed", Err: err}
+	}
+	if d.Allow {
+		return d, nil
+	}
+	e := s.entry(p, action, audit.Deny)
+	e.Reasons = d.Reasons
+	if deny != nil {
+		deny(e)
+	}
+	if _, err := s.Audit.Append(ctx, e); err != nil {
+		return d, err
+	}
+	return d, broker.CodeErrorf(broker.EFORBIDDEN, "forbidden", "the policy does not allow %s for this role", action)
+}
+
+// Whoami records that p asked who it is, and returns the receipt.
+func (s *Service) Whoami(ctx context.Context, p *broker.Principal) (audit.Receipt, error) {
+	return s.Audit.Append(ctx, s.entry(p, "whoami", audit.Allow))
+}
