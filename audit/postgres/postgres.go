@@ -41,55 +41,67 @@ var columns = []string{"seq", "ts", "actor_agency", "actor", "role", "office", "
 // AppendBatch stores entries after the head in one transaction.
 func (s *Store) AppendBatch(ctx context.Context, entries []*audit.Entry) (replayed []int, err error) {
 	err = pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
-		replayed = replayed[:0]
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(chainLock)); err != nil {
-			return fmt.Errorf("lock chain: %w", err)
-		}
 		var err error
-		if replayed, err = recordJTIs(ctx, tx, entries); err != nil {
-			return err
-		}
-		kept := entries
-		if len(replayed) > 0 {
-			skip := map[int]bool{}
-			for _, i := range replayed {
-				skip[i] = true
-			}
-			kept = make([]*audit.Entry, 0, len(entries)-len(replayed))
-			for i, e := range entries {
-				if !skip[i] {
-					kept = append(kept, e)
-				}
-			}
-		}
-		if len(kept) == 0 {
-			return nil
-		}
-		var head audit.Receipt
-		err = tx.QueryRow(ctx, `SELECT seq, hash FROM audit_entries ORDER BY seq DESC LIMIT 1`).Scan(&head.Seq, &head.Hash)
-		if err != nil && err != pgx.ErrNoRows {
-			return fmt.Errorf("read chain head: %w", err)
-		}
-		audit.Link(head, kept)
-		rows := make([][]any, len(kept))
-		for i, e := range kept {
-			ts, err := time.Parse(audit.TimeFormat, e.TS)
-			if err != nil {
-				return fmt.Errorf("entry ts %q: %w", e.TS, err)
-			}
-			rows[i] = []any{e.Seq, ts, e.ActorAgency, e.Actor, e.Role, e.Office, e.Action, e.Decision,
-				e.SubjectRef, e.FlagIDs, e.LegalBasis, e.Emergency, e.Justification, e.PolicyVersion,
-				e.Reasons, e.RequestJTI, e.PrevHash, e.Hash}
-		}
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"audit_entries"}, columns, pgx.CopyFromRows(rows)); err != nil {
-			return fmt.Errorf("insert %d entries: %w", len(rows), err)
-		}
-		return nil
+		replayed, err = AppendInTx(ctx, tx, entries)
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
 	return replayed, nil
+}
+
+// AppendInTx appends entries within tx, so that a change and its audit
+// entry commit together (issuing a flag, revoking it). It takes the chain
+// lock until tx ends. Entries whose token id was used before are skipped
+// and their indexes returned.
+func AppendInTx(ctx context.Context, tx pgx.Tx, entries []*audit.Entry) (replayed []int, err error) {
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(chainLock)); err != nil {
+		return nil, fmt.Errorf("lock chain: %w", err)
+	}
+	if replayed, err = recordJTIs(ctx, tx, entries); err != nil {
+		return nil, err
+	}
+	kept := entries
+	if len(replayed) > 0 {
+		skip := map[int]bool{}
+		for _, i := range replayed {
+			skip[i] = true
+		}
+		kept = make([]*audit.Entry, 0, len(entries)-len(replayed))
+		for i, e := range entries {
+			if !skip[i] {
+				kept = append(kept, e)
+			}
+		}
+	}
+	if len(kept) == 0 {
+		return replayed, nil
+	}
+	var head audit.Receipt
+	err = tx.QueryRow(ctx, `SELECT seq, hash FROM audit_entries ORDER BY seq DESC LIMIT 1`).Scan(&head.Seq, &head.Hash)
+	if err != nil && err != pgx.ErrNoRows {
+		return nil, fmt.Errorf("read chain head: %w", err)
+	}
+	audit.Link(head, kept)
+	rows := make([][]any, len(kept))
+	for i, e := range kept {
+		ts, err := time.Parse(audit.TimeFormat, e.TS)
+		if err != nil {
+			return nil, fmt.Errorf("entry ts %q: %w", e.TS, err)
+		}
+		rows[i] = row(e, ts)
+	}
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"audit_entries"}, columns, pgx.CopyFromRows(rows)); err != nil {
+		return nil, fmt.Errorf("insert %d entries: %w", len(rows), err)
+	}
+	return replayed, nil
+}
+
+func row(e *audit.Entry, ts time.Time) []any {
+	return []any{e.Seq, ts, e.ActorAgency, e.Actor, e.Role, e.Office, e.Action, e.Decision,
+		e.SubjectRef, e.FlagIDs, e.LegalBasis, e.Emergency, e.Justification, e.PolicyVersion,
+		e.Reasons, e.RequestJTI, e.PrevHash, e.Hash}
 }
 
 // recordJTIs inserts the batch's token ids and returns the indexes of
@@ -298,9 +310,7 @@ func (s *Store) Seed(ctx context.Context, n int, fill func(i int, e *audit.Entry
 				if err != nil {
 					return nil, err
 				}
-				return []any{e.Seq, ts, e.ActorAgency, e.Actor, e.Role, e.Office, e.Action, e.Decision,
-					e.SubjectRef, e.FlagIDs, e.LegalBasis, e.Emergency, e.Justification, e.PolicyVersion,
-					e.Reasons, e.RequestJTI, e.PrevHash, e.Hash}, nil
+				return row(e, ts), nil
 			})
 			_, err = tx.CopyFrom(ctx, pgx.Identifier{"audit_entries"}, columns, src)
 			return err
@@ -311,4 +321,16 @@ func (s *Store) Seed(ctx context.Context, n int, fill func(i int, e *audit.Entry
 		done += size
 	}
 	return nil
+}
+
+// EmergencyUses counts the allowed emergency decisions by one employee since t.
+func (s *Store) EmergencyUses(ctx context.Context, agency, actor string, since time.Time) (int, error) {
+	var n int
+	err := s.Pool.QueryRow(ctx, `SELECT count(*) FROM audit_entries
+		WHERE emergency AND actor_agency = $1 AND actor = $2 AND ts >= $3 AND decision = 'allow'`,
+		agency, actor, since).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("count emergency uses: %w", err)
+	}
+	return n, nil
 }

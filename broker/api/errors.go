@@ -38,14 +38,10 @@ type Problem struct {
 // ProblemTypeBase prefixes a problem's code to make its type URI.
 const ProblemTypeBase = "urn:varsel:problem:"
 
-// RetryAfter, wrapped around a rate-limit error, sets the Retry-After header.
-type RetryAfter struct {
-	Seconds int
-	Err     error
+// retryAfter is an error that says how long to wait (sets Retry-After).
+type retryAfter interface {
+	RetryAfterSeconds() int
 }
-
-func (r *RetryAfter) Error() string { return r.Err.Error() }
-func (r *RetryAfter) Unwrap() error { return r.Err }
 
 func (s *Server) handleError(err error, c echo.Context) {
 	if c.Response().Committed {
@@ -63,9 +59,9 @@ func (s *Server) handleError(err error, c echo.Context) {
 			s.log.Warn("request refused", "subsystem", "auth", "agency", pr.Agency, "kid", pr.KID, "code", p.Code)
 		}
 	}
-	var ra *RetryAfter
+	var ra retryAfter
 	if errors.As(err, &ra) {
-		c.Response().Header().Set("Retry-After", strconv.Itoa(ra.Seconds))
+		c.Response().Header().Set("Retry-After", strconv.Itoa(max(ra.RetryAfterSeconds(), 1)))
 	}
 	body, _ := json.Marshal(p)
 	_ = c.Blob(p.Status, "application/problem+json", body)

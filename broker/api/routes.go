@@ -11,6 +11,11 @@ import (
 
 // routes registers the operations of API.md §4–§8 on the /v1 group.
 func (s *Server) routes(g *echo.Group) {
+	g.POST("/flags", s.issueFlag)
+	g.GET("/flags/:id", s.getFlag)
+	g.POST("/flags/:id/revoke", s.revokeFlag)
+	g.POST("/checks", s.check)
+	g.GET("/legal-bases", s.legalBases)
 	g.POST("/audit/search", s.auditSearch)
 	g.GET("/audit/checkpoint", s.auditCheckpoint)
 	g.GET("/audit/key", s.auditKey)
@@ -53,4 +58,53 @@ func (s *Server) auditKey(c echo.Context) error {
 		return broker.Errorf(broker.ENOTFOUND, "no checkpoint key is configured")
 	}
 	return c.Blob(http.StatusOK, "text/plain; charset=utf-8", []byte(s.cfg.CheckpointKey+"\n"))
+}
+
+func (s *Server) issueFlag(c echo.Context) error {
+	var req broker.FlagRequest
+	if err := Decode(c, &req); err != nil {
+		return err
+	}
+	res, err := s.cfg.Service.IssueFlag(c.Request().Context(), principal(c), req)
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set(echo.HeaderLocation, "/v1/flags/"+res.ID)
+	return c.JSON(http.StatusCreated, res)
+}
+
+func (s *Server) getFlag(c echo.Context) error {
+	res, err := s.cfg.Service.Flag(c.Request().Context(), principal(c), c.Param("id"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, res)
+}
+
+func (s *Server) revokeFlag(c echo.Context) error {
+	var req service.RevokeRequest
+	if err := Decode(c, &req); err != nil {
+		return err
+	}
+	res, err := s.cfg.Service.RevokeFlag(c.Request().Context(), principal(c), c.Param("id"), req)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, res)
+}
+
+func (s *Server) check(c echo.Context) error {
+	var req service.CheckRequest
+	if err := Decode(c, &req); err != nil {
+		return err
+	}
+	res, err := s.cfg.Service.Check(c.Request().Context(), principal(c), req)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, res)
+}
+
+func (s *Server) legalBases(c echo.Context) error {
+	return c.JSON(http.StatusOK, map[string]any{"legal_bases": s.cfg.Service.Policies.LegalBases()})
 }

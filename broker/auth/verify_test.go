@@ -24,11 +24,11 @@ import (
 
 // fixture is a set of agencies registered in the test database.
 type fixture struct {
-	police, nav, off string // agency ids
-	policeES, policeEd  *client.Signer
-	navKey              *client.Signer
-	policePublic        []byte // JWKS of the police ES256 key
-	verifier            *auth.Verifier
+	police, nav, off   string // agency ids
+	policeES, policeEd *client.Signer
+	navKey             *client.Signer
+	policePublic       []byte // JWKS of the police ES256 key
+	verifier           *auth.Verifier
 }
 
 var fixtureN atomic.Int64

@@ -23,6 +23,24 @@ type AuditLog interface {
 // AuditReader reads the log.
 type AuditReader interface {
 	Search(ctx context.Context, q audit.Query) ([]audit.Entry, error)
+	// EmergencyUses counts an employee's allowed emergency decisions since t.
+	EmergencyUses(ctx context.Context, agency, actor string, since time.Time) (int, error)
+}
+
+// FlagStore keeps flags. Changes commit together with their audit entry.
+type FlagStore interface {
+	// CreateFlag stores f with its audit entry in one transaction.
+	// Errors: audit.ErrReplayed, EUNAVAILABLE.
+	CreateFlag(ctx context.Context, f *broker.Flag, e *audit.Entry) error
+	// RevokeFlag revokes an active flag with its audit entry; false when it
+	// was not active.
+	RevokeFlag(ctx context.Context, id, by, reason string, e *audit.Entry) (bool, error)
+	// Flag returns one flag. Errors: ENOTFOUND.
+	Flag(ctx context.Context, id string) (*broker.Flag, error)
+	// ActiveFlags returns a subject's flags that are active and valid at t.
+	ActiveFlags(ctx context.Context, subjectRef string, t time.Time) ([]*broker.Flag, error)
+	// OfficeKinds maps each known office to the kinds of agencies it belongs to.
+	OfficeKinds(ctx context.Context, offices []string) (map[string][]string, error)
 }
 
 var _ AuditLog = (*audit.Writer)(nil)
@@ -32,10 +50,19 @@ type Service struct {
 	Policies     *policies.Engine
 	Audit        AuditLog
 	AuditReader  AuditReader
+	Flags        FlagStore
 	Subjects     *broker.SubjectHasher
 	TestSubjects bool // accept synthetic national ids
-	Logger       *slog.Logger
-	Now          func() time.Time // nil: time.Now
+	// DutyDesk stands in for the issuer and contact of a health-sourced
+	// flag read outside the health sector; DutyDeskID is its issuer id.
+	DutyDesk   broker.Contact
+	DutyDeskID string
+	// EmergencyLimit is how many emergency checks one employee may make
+	// per EmergencyWindow (default 5 an hour).
+	EmergencyLimit  int
+	EmergencyWindow time.Duration
+	Logger          *slog.Logger
+	Now             func() time.Time // nil: time.Now
 }
 
 func (s *Service) now() time.Time {

@@ -20,7 +20,9 @@ type Config struct {
 	Listen             string
 	BrokerID           string
 	Keys               string
-	DutyDesk           string
+	DutyDeskUnit       string
+	DutyDeskPhone      string
+	EmergencyLimit     int
 	TestSubjects       bool
 	Migrate            bool
 	LogFormat          string
@@ -37,6 +39,8 @@ func DefaultConfig() Config {
 		Listen:             "127.0.0.1:8080",
 		BrokerID:           "varsel",
 		Keys:               "file:.data/keys",
+		DutyDeskUnit:       "Varsel duty desk",
+		EmergencyLimit:     5,
 		LogFormat:          "text",
 		LogLevel:           "info",
 		ShutdownTimeout:    20 * time.Second,
@@ -55,7 +59,9 @@ func (c *Config) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.Listen, "listen", c.Listen, "address to serve HTTP on")
 	fs.StringVar(&c.BrokerID, "broker-id", c.BrokerID, "the broker's id: the aud every token must name")
 	fs.StringVar(&c.Keys, "keys", c.Keys, "key source: file:DIR (local key files, made on first start) or vault")
-	fs.StringVar(&c.DutyDesk, "duty-desk", c.DutyDesk, "phone of the broker's duty desk, shown instead of a health issuer's contact")
+	fs.StringVar(&c.DutyDeskUnit, "duty-desk-unit", c.DutyDeskUnit, "name of the broker's duty desk, shown instead of a health issuer's contact unit")
+	fs.StringVar(&c.DutyDeskPhone, "duty-desk-phone", c.DutyDeskPhone, "phone of the broker's duty desk, shown instead of a health issuer's contact phone")
+	fs.IntVar(&c.EmergencyLimit, "emergency-limit", c.EmergencyLimit, "emergency (life-and-health) checks one employee may make per hour")
 	fs.BoolVar(&c.TestSubjects, "test-subjects", c.TestSubjects, "accept synthetic national ids (month + 40 or + 80); never in production")
 	fs.BoolVar(&c.Migrate, "migrate", c.Migrate, "apply database migrations before serving")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: text or json")
@@ -90,6 +96,9 @@ func (c Config) LogValue() slog.Value {
 		slog.String("broker_id", c.BrokerID),
 		slog.String("keys", c.Keys),
 		slog.Bool("test_subjects", c.TestSubjects),
+		slog.String("duty_desk_unit", c.DutyDeskUnit),
+		slog.String("duty_desk_phone", c.DutyDeskPhone),
+		slog.Int("emergency_limit", c.EmergencyLimit),
 		slog.Bool("migrate", c.Migrate),
 		slog.String("log_format", c.LogFormat),
 		slog.String("log_level", c.LogLevel),

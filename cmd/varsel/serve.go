@@ -153,12 +153,17 @@ func (m *Main) open(ctx context.Context) error {
 		Logger:   m.Logger,
 	}
 	svc := &service.Service{
-		Policies:     m.Policies,
-		Audit:        m.AuditWriter,
-		AuditReader:  m.AuditStore,
-		Subjects:     subjects,
-		TestSubjects: c.TestSubjects,
-		Logger:       m.Logger,
+		Policies:        m.Policies,
+		Audit:           m.AuditWriter,
+		AuditReader:     m.AuditStore,
+		Flags:           db,
+		Subjects:        subjects,
+		DutyDesk:        broker.Contact{Unit: c.DutyDeskUnit, Phone: c.DutyDeskPhone},
+		DutyDeskID:      c.BrokerID,
+		EmergencyLimit:  c.EmergencyLimit,
+		EmergencyWindow: time.Hour,
+		TestSubjects:    c.TestSubjects,
+		Logger:          m.Logger,
 	}
 	m.Server = api.New(api.Config{
 		Logger:          m.Logger,

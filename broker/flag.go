@@ -1,0 +1,235 @@
+package broker
+
+import (
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Flag levels (API.md §4).
+const (
+	LevelCaution   = "caution"
+	LevelHigh      = "high"
+	LevelExclusion = "exclusion" // the office head's decision to keep the person out of an office's premises
+)
+
+// Vocabularies of a flag: a flag holds only these, never narrative.
+var (
+	Levels      = []string{LevelCaution, LevelHigh, LevelExclusion}
+	Categories  = []string{"threats", "violence", "weapons", "harassment", "stalking"}
+	Precautions = []string{"two-staff", "room-near-exit", "secure-zone-only", "alarm-ready",
+		"no-home-visits", "police-present", "remote-contact-only", "consult-issuer-first"}
+	// AudienceKinds are the kinds a flag may be meant for.
+	AudienceKinds = []string{string(KindNAVState), string(KindNAVMunicipal), string(KindPolice), string(KindHealth)}
+)
+
+// Validity limits.
+const (
+	MaxValidity          = 365 * 24 * time.Hour
+	MaxExclusionValidity = 84 * 24 * time.Hour
+)
+
+// Flag statuses.
+const (
+	FlagActive  = "active"
+	FlagRevoked = "revoked"
+	FlagExpired = "expired" // shown, never stored: an active flag past valid_until
+)
+
+// Audience is who a flag is meant for.
+type Audience struct {
+	Kinds   []string `json:"kinds"`
+	Offices []string `json:"offices"`
+}
+
+// Contact is where a reader asks for more.
+type Contact struct {
+	Unit  string `json:"unit"`
+	Phone string `json:"phone"`
+}
+
+// SubjectInformed records whether the person was told of the flag.
+type SubjectInformed struct {
+	Informed *bool  `json:"informed"`
+	Reason   string `json:"reason,omitempty"`
+}
+
+// Flag is a minimal risk warning about one person.
+type Flag struct {
+	ID              string           `json:"id"`
+	Status          string           `json:"status"`
+	SubjectRef      string           `json:"-"`
+	Issuer          string           `json:"issuer"`
+	IssuerKind      AgencyKind       `json:"-"`
+	IssuerOffice    string           `json:"issuer_office,omitempty"`
+	IssuedBy        string           `json:"issued_by"`
+	Level           string           `json:"level"`
+	Categories      []string         `json:"categories"`
+	Precautions     []string         `json:"precautions"`
+	ValidFrom       time.Time        `json:"valid_from"`
+	ValidUntil      time.Time        `json:"valid_until"`
+	LegalBasis      string           `json:"legal_basis"`
+	Audience        Audience         `json:"audience"`
+	Contact         Contact          `json:"contact"`
+	SubjectInformed *SubjectInformed `json:"subject_informed,omitempty"`
+	CreatedAt       time.Time        `json:"created_at"`
+	RevokedAt       *time.Time       `json:"revoked_at,omitempty"`
+	RevokeReason    string           `json:"revoke_reason,omitempty"`
+}
+
+// StatusAt is the flag's status at t: expired once valid_until has passed.
+func (f *Flag) StatusAt(t time.Time) string {
+	if f.Status == FlagActive && !t.Before(f.ValidUntil) {
+		return FlagExpired
+	}
+	return f.Status
+}
+
+// FlagRequest is the body of POST /v1/flags (and the flag part of a warning).
+type FlagRequest struct {
+	Subject         string           `json:"subject"`
+	Level           string           `json:"level"`
+	Categories      []string         `json:"categories"`
+	Precautions     []string         `json:"precautions"`
+	ValidFrom       *time.Time       `json:"valid_from,omitempty"`
+	ValidUntil      *time.Time       `json:"valid_until"`
+	LegalBasis      string           `json:"legal_basis"`
+	Audience        Audience         `json:"audience"`
+	Contact         Contact          `json:"contact"`
+	SubjectInformed *SubjectInformed `json:"subject_informed,omitempty"`
+}
+
+// Wire codes of flag validation (422).
+const (
+	CodeInvalidField      = "invalid_field"
+	CodeInvalidValidity   = "invalid_validity"
+	CodeUnknownLegalBasis = "unknown_legal_basis"
+	CodeUnknownOffice     = "unknown_office"
+)
+
+var phonePattern = regexp.MustCompile(`^\+?[0-9][0-9 ]{4,19}$`)
+
+func invalidField(format string, args ...any) error {
+	return CodeErrorf(EINVALID, CodeInvalidField, format, args...)
+}
+
+// Validate checks every field of a flag request that needs no lookup, for
+// an issuer of kind issuerKind, at time now. It returns the validity window.
+// The subject and the legal basis are checked by the caller (they need the
+// test-subject setting and the policy's list of bases).
+func (r *FlagRequest) Validate(issuerKind AgencyKind, now time.Time) (from, until time.Time, err error) {
+	if !slices.Contains(Levels, r.Level) {
+		return from, until, invalidField("level must be one of %s", strings.Join(Levels, ", "))
+	}
+	if err := checkSet("categories", r.Categories, Categories); err != nil {
+		return from, until, err
+	}
+	if err := checkSet("precautions", r.Precautions, Precautions); err != nil {
+		return from, until, err
+	}
+	if len(r.Audience.Kinds) == 0 && len(r.Audience.Offices) == 0 {
+		return from, until, invalidField("audience needs at least one kind or office")
+	}
+	if len(r.Audience.Kinds) > 0 {
+		if err := checkSet("audience.kinds", r.Audience.Kinds, AudienceKinds); err != nil {
+			return from, until, err
+		}
+	}
+	seen := map[string]bool{}
+	for _, o := range r.Audience.Offices {
+		if !ValidID(o) {
+			return from, until, invalidField("audience.offices: %q is not an office id", truncate(o))
+		}
+		if seen[o] {
+			return from, until, invalidField("audience.offices: %q given twice", o)
+		}
+		seen[o] = true
+	}
+	if len(r.Audience.Offices) > 200 {
+		return from, until, invalidField("audience.offices: at most 200")
+	}
+	if err := CheckText("contact.unit", r.Contact.Unit, 100); err != nil {
+		return from, until, err
+	}
+	if !phonePattern.MatchString(r.Contact.Phone) {
+		return from, until, invalidField("contact.phone must be a phone number (digits and spaces, optional +)")
+	}
+	if r.SubjectInformed != nil {
+		si := r.SubjectInformed
+		switch {
+		case si.Informed == nil:
+			return from, until, invalidField("subject_informed.informed is required")
+		case *si.Informed && si.Reason != "":
+			return from, until, invalidField("subject_informed.reason is only for informed: false")
+		case !*si.Informed:
+			if err := CheckText("subject_informed.reason", si.Reason, 200); err != nil {
+				return from, until, err
+			}
+		}
+	} else if issuerKind == KindHealth {
+		return from, until, invalidField("subject_informed is required when a health agency issues a flag")
+	}
+
+	from = now
+	if r.ValidFrom != nil {
+		from = r.ValidFrom.UTC()
+		if from.Before(now.Add(-24*time.Hour)) || from.After(now.Add(MaxValidity)) {
+			return from, until, CodeErrorf(EINVALID, CodeInvalidValidity, "valid_from must be within a day before now and a year after")
+		}
+	}
+	if r.ValidUntil == nil {
+		return from, until, CodeErrorf(EINVALID, CodeInvalidValidity, "valid_until is required")
+	}
+	until = r.ValidUntil.UTC()
+	if !until.After(from) || !until.After(now) {
+		return from, until, CodeErrorf(EINVALID, CodeInvalidValidity, "valid_until must be after valid_from and in the future")
+	}
+	limit, what := MaxValidity, "365 days"
+	if r.Level == LevelExclusion {
+		limit, what = MaxExclusionValidity, "84 days for an exclusion"
+	}
+	if until.Sub(from) > limit {
+		return from, until, CodeErrorf(EINVALID, CodeInvalidValidity, "a flag may be valid for at most %s", what)
+	}
+	return from.Truncate(time.Microsecond), until.Truncate(time.Microsecond), nil
+}
+
+func checkSet(name string, got, allowed []string) error {
+	if len(got) == 0 {
+		return invalidField("%s needs at least one of %s", name, strings.Join(allowed, ", "))
+	}
+	seen := map[string]bool{}
+	for _, v := range got {
+		if !slices.Contains(allowed, v) {
+			return invalidField("%s: %q is not one of %s", name, truncate(v), strings.Join(allowed, ", "))
+		}
+		if seen[v] {
+			return invalidField("%s: %q given twice", name, v)
+		}
+		seen[v] = true
+	}
+	return nil
+}
+
+// CheckText allows a short single line: a unit's name or a reason, never
+// narrative.
+func CheckText(name, s string, max int) error {
+	n := utf8.RuneCountInString(strings.TrimSpace(s))
+	if n == 0 || n > max {
+		return invalidField("%s must be 1 to %d characters", name, max)
+	}
+	if !utf8.ValidString(s) || strings.ContainsAny(s, "\n\r\t") || strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 }) {
+		return invalidField("%s must be one line of text", name)
+	}
+	return nil
+}
+
+func truncate(s string) string {
+	if len(s) > 40 {
+		return fmt.Sprintf("%.40s…", s)
+	}
+	return s
+}

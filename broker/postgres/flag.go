@@ -1,0 +1,153 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"varsel/audit"
+	auditpg "varsel/audit/postgres"
+	"varsel/broker"
+)
+
+// appendAudit appends e inside tx; a replayed token id aborts the change.
+func appendAudit(ctx context.Context, tx pgx.Tx, e *audit.Entry) error {
+	replayed, err := auditpg.AppendInTx(ctx, tx, []*audit.Entry{e})
+	if err != nil {
+		return &broker.Error{Kind: broker.EUNAVAILABLE, Code: "audit_unavailable", Message: "the audit log is unavailable: nothing was changed", Err: err}
+	}
+	if len(replayed) > 0 {
+		return audit.ErrReplayed
+	}
+	return nil
+}
+
+// CreateFlag stores f and its audit entry in one transaction: the flag
+// exists if and only if its issuing is in the log.
+func (db *DB) CreateFlag(ctx context.Context, f *broker.Flag, e *audit.Entry) error {
+	return pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+		var informed *bool
+		reason := ""
+		if f.SubjectInformed != nil {
+			informed, reason = f.SubjectInformed.Informed, f.SubjectInformed.Reason
+		}
+		offices := f.Audience.Offices
+		if offices == nil {
+			offices = []string{}
+		}
+		kinds := f.Audience.Kinds
+		if kinds == nil {
+			kinds = []string{}
+		}
+		err := tx.QueryRow(ctx, `
+			INSERT INTO flags (id, subject_ref, issuer, issuer_kind, issuer_office, issued_by, level, categories,
+				precautions, valid_from, valid_until, audience_kinds, audience_offices, legal_basis,
+				contact_unit, contact_phone, subject_informed, subject_informed_reason)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+			RETURNING status, created_at`,
+			f.ID, f.SubjectRef, f.Issuer, string(f.IssuerKind), f.IssuerOffice, f.IssuedBy, f.Level, f.Categories,
+			f.Precautions, f.ValidFrom, f.ValidUntil, kinds, offices, f.LegalBasis,
+			f.Contact.Unit, f.Contact.Phone, informed, reason).Scan(&f.Status, &f.CreatedAt)
+		if err != nil {
+			return fmt.Errorf("insert flag: %w", err)
+		}
+		return appendAudit(ctx, tx, e)
+	})
+}
+
+// RevokeFlag marks a flag revoked, with its audit entry, in one transaction.
+// A flag already revoked is left as it is (revoked reports false).
+func (db *DB) RevokeFlag(ctx context.Context, id, by, reason string, e *audit.Entry) (revoked bool, err error) {
+	err = pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `
+			UPDATE flags SET status = 'revoked', revoked_at = now(), revoked_by = $2, revoke_reason = $3
+			WHERE id = $1 AND status = 'active'`, id, by, reason)
+		if err != nil {
+			return fmt.Errorf("revoke flag: %w", err)
+		}
+		revoked = tag.RowsAffected() == 1
+		return appendAudit(ctx, tx, e)
+	})
+	return revoked, err
+}
+
+const flagColumns = `id, subject_ref, issuer, issuer_kind, issuer_office, issued_by, level, categories, precautions,
+	valid_from, valid_until, audience_kinds, audience_offices, legal_basis, contact_unit, contact_phone,
+	subject_informed, subject_informed_reason, status, created_at, revoked_at, revoke_reason`
+
+func scanFlag(row pgx.Row) (*broker.Flag, error) {
+	var f broker.Flag
+	var kind, reason string
+	var informed *bool
+	err := row.Scan(&f.ID, &f.SubjectRef, &f.Issuer, &kind, &f.IssuerOffice, &f.IssuedBy, &f.Level, &f.Categories,
+		&f.Precautions, &f.ValidFrom, &f.ValidUntil, &f.Audience.Kinds, &f.Audience.Offices, &f.LegalBasis,
+		&f.Contact.Unit, &f.Contact.Phone, &informed, &reason, &f.Status, &f.CreatedAt, &f.RevokedAt, &f.RevokeReason)
+	if err != nil {
+		return nil, err
+	}
+	f.IssuerKind = broker.AgencyKind(kind)
+	if informed != nil {
+		f.SubjectInformed = &broker.SubjectInformed{Informed: informed, Reason: reason}
+	}
+	f.ValidFrom, f.ValidUntil, f.CreatedAt = f.ValidFrom.UTC(), f.ValidUntil.UTC(), f.CreatedAt.UTC()
+	return &f, nil
+}
+
+// Flag returns one flag. Errors: ENOTFOUND.
+func (db *DB) Flag(ctx context.Context, id string) (*broker.Flag, error) {
+	f, err := scanFlag(db.Pool.QueryRow(ctx, `SELECT `+flagColumns+` FROM flags WHERE id = $1`, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, broker.Errorf(broker.ENOTFOUND, "no such flag")
+	} else if err != nil {
+		return nil, fmt.Errorf("select flag: %w", err)
+	}
+	return f, nil
+}
+
+// ActiveFlags returns the subject's flags that are active and valid at t:
+// revoked and expired flags never leave the database for a check.
+func (db *DB) ActiveFlags(ctx context.Context, subjectRef string, t time.Time) ([]*broker.Flag, error) {
+	rows, err := db.Pool.Query(ctx, `SELECT `+flagColumns+` FROM flags
+		WHERE subject_ref = $1 AND status = 'active' AND valid_from <= $2 AND valid_until > $2
+		ORDER BY id`, subjectRef, t)
+	if err != nil {
+		return nil, fmt.Errorf("select active flags: %w", err)
+	}
+	defer rows.Close()
+	var out []*broker.Flag
+	for rows.Next() {
+		f, err := scanFlag(rows)
+		if err != nil {
+			return nil, fmt.Errorf("scan flag: %w", err)
+		}
+		out = append(out, f)
+	}
+	return out, rows.Err()
+}
+
+// OfficeKinds returns, for each office given, the kinds of the active
+// agencies it belongs to; an office no agency has is absent.
+func (db *DB) OfficeKinds(ctx context.Context, offices []string) (map[string][]string, error) {
+	out := map[string][]string{}
+	if len(offices) == 0 {
+		return out, nil
+	}
+	rows, err := db.Pool.Query(ctx, `
+		SELECT o, kind FROM agencies, unnest(offices) AS o
+		WHERE status = 'active' AND o = ANY($1) ORDER BY o, kind`, offices)
+	if err != nil {
+		return nil, fmt.Errorf("look up offices: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var o, k string
+		if err := rows.Scan(&o, &k); err != nil {
+			return nil, err
+		}
+		out[o] = append(out[o], k)
+	}
+	return out, rows.Err()
+}

@@ -1,0 +1,225 @@
+package service
+
+import (
+	"context"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"varsel/audit"
+	"varsel/broker"
+	"varsel/policies"
+)
+
+// Check purposes (API.md §5).
+var Purposes = []string{"meeting", "home-visit", "phone-call", "case-processing"}
+
+// Justification limits for the life-and-health exception.
+const (
+	MinJustification = 20
+	MaxJustification = 1000
+)
+
+// CheckRequest is the body of POST /v1/checks.
+type CheckRequest struct {
+	Subject   string     `json:"subject"`
+	Purpose   string     `json:"purpose"`
+	MeetingAt *time.Time `json:"meeting_at,omitempty"`
+	Emergency *Emergency `json:"emergency,omitempty"`
+}
+
+// Emergency invokes the life-and-health exception.
+type Emergency struct {
+	Justification string `json:"justification"`
+}
+
+// CheckFlag is one disclosed flag: only the fields the policy allows.
+type CheckFlag struct {
+	ID          string          `json:"id,omitempty"`
+	Level       string          `json:"level,omitempty"`
+	Categories  []string        `json:"categories,omitempty"`
+	Precautions []string        `json:"precautions,omitempty"`
+	ValidUntil  *time.Time      `json:"valid_until,omitempty"`
+	Issuer      string          `json:"issuer,omitempty"`
+	Contact     *broker.Contact `json:"contact,omitempty"`
+	LegalBasis  string          `json:"legal_basis,omitempty"`
+}
+
+// CheckResult is the answer to a check.
+type CheckResult struct {
+	CheckID       string        `json:"check_id"`
+	Result        string        `json:"result"` // clear | precautions
+	Flags         []CheckFlag   `json:"flags"`
+	Emergency     bool          `json:"emergency"`
+	PolicyVersion string        `json:"policy_version"`
+	Audit         audit.Receipt `json:"audit"`
+}
+
+// Check results.
+const (
+	ResultClear       = "clear"
+	ResultPrecautions = "precautions"
+)
+
+// Check answers "should I take precautions before meeting this person?":
+// the subject's active flags, one policy evaluation for all of them, the
+// fields it allows, one audit entry, then the answer. A subject without
+// flags and one whose flags the caller may not see get the same answer.
+func (s *Service) Check(ctx context.Context, p *broker.Principal, req CheckRequest) (*CheckResult, error) {
+	subj, err := broker.ParseSubject(req.Subject, s.TestSubjects)
+	if err != nil {
+		return nil, err
+	}
+	if !slices.Contains(Purposes, req.Purpose) {
+		return nil, broker.CodeErrorf(broker.EINVALID, broker.CodeInvalidField, "purpose must be one of %s", strings.Join(Purposes, ", "))
+	}
+	emergency := req.Emergency != nil
+	justification := ""
+	if emergency {
+		justification = strings.TrimSpace(req.Emergency.Justification)
+		if n := utf8.RuneCountInString(justification); n < MinJustification || n > MaxJustification || !utf8.ValidString(justification) {
+			return nil, broker.CodeErrorf(broker.EINVALID, "justification_required",
+				"an emergency check needs a written justification of %d to %d characters", MinJustification, MaxJustification)
+		}
+	}
+	ref := s.Subjects.Ref(subj)
+	now := s.now()
+
+	if emergency {
+		if err := s.emergencyAllowed(ctx, p, ref, justification, now); err != nil {
+			return nil, err
+		}
+	}
+
+	flags, err := s.Flags.ActiveFlags(ctx, ref, now)
+	if err != nil {
+		return nil, &broker.Error{Kind: broker.EUNAVAILABLE, Message: "flags cannot be read", Err: err}
+	}
+	in := policies.DisclosureInput{Principal: policyPrincipal(p), Purpose: req.Purpose, Emergency: emergency,
+		Flags: make([]policies.FlagMeta, len(flags))}
+	byID := make(map[string]*broker.Flag, len(flags))
+	for i, f := range flags {
+		byID[f.ID] = f
+		in.Flags[i] = policies.FlagMeta{ID: f.ID, Level: f.Level, IssuerAgency: f.Issuer, IssuerKind: string(f.IssuerKind),
+			IssuerOffice: f.IssuerOffice, LegalBasis: f.LegalBasis,
+			Audience: policies.Audience{Kinds: f.Audience.Kinds, Offices: f.Audience.Offices}}
+	}
+	d, err := s.Policies.Disclose(ctx, in)
+	if err != nil {
+		return nil, &broker.Error{Kind: broker.EINTERNAL, Message: "policy evaluation failed", Err: err}
+	}
+
+	e := s.entry(p, "check", audit.Allow)
+	e.SubjectRef, e.Emergency, e.Justification, e.Reasons = ref, emergency, justification, d.Reasons
+	if !d.Allow {
+		e.Decision = audit.Deny
+		if _, err := s.Audit.Append(ctx, e); err != nil {
+			return nil, err
+		}
+		return nil, broker.CodeErrorf(broker.EFORBIDDEN, "forbidden", "this role may not run checks")
+	}
+
+	res := &CheckResult{Result: ResultClear, Flags: []CheckFlag{}, Emergency: emergency, PolicyVersion: s.Policies.Version()}
+	var bases []string
+	for _, dis := range d.Flags {
+		f := byID[dis.ID]
+		if f == nil {
+			continue // the policy named a flag it was not given: disclose nothing of it
+		}
+		res.Flags = append(res.Flags, s.project(f, dis))
+		e.FlagIDs = append(e.FlagIDs, f.ID)
+		if !slices.Contains(bases, dis.LegalBasis) {
+			bases = append(bases, dis.LegalBasis)
+		}
+	}
+	slices.Sort(bases)
+	e.LegalBasis = strings.Join(bases, ",")
+	if len(res.Flags) > 0 {
+		res.Result = ResultPrecautions
+	}
+	receipt, err := s.Audit.Append(ctx, e)
+	if err != nil {
+		return nil, err
+	}
+	res.Audit = receipt
+	res.CheckID = "chk-" + strconv.FormatInt(receipt.Seq, 10)
+	return res, nil
+}
+
+// project copies the fields the policy allows, with the duty desk standing
+// in for a health issuer where the policy says so.
+func (s *Service) project(f *broker.Flag, d policies.Disclosed) CheckFlag {
+	var out CheckFlag
+	for _, field := range d.Fields {
+		switch field {
+		case "id":
+			out.ID = f.ID
+		case "level":
+			out.Level = f.Level
+		case "categories":
+			out.Categories = f.Categories
+		case "precautions":
+			out.Precautions = f.Precautions
+		case "valid_until":
+			vu := f.ValidUntil
+			out.ValidUntil = &vu
+		case "issuer":
+			out.Issuer = f.Issuer
+		case "contact":
+			c := f.Contact
+			out.Contact = &c
+		case "legal_basis":
+			out.LegalBasis = d.LegalBasis
+		}
+	}
+	if d.DutyDesk {
+		if out.Issuer != "" {
+			out.Issuer = s.DutyDeskID
+		}
+		if out.Contact != nil {
+			c := s.DutyDesk
+			out.Contact = &c
+		}
+	}
+	return out
+}
+
+// emergencyAllowed enforces the per-employee limit on the life-and-health
+// exception. A refusal is audited and answered 429 with Retry-After.
+func (s *Service) emergencyAllowed(ctx context.Context, p *broker.Principal, ref, justification string, now time.Time) error {
+	limit, window := s.EmergencyLimit, s.EmergencyWindow
+	if limit <= 0 {
+		limit = 5
+	}
+	if window <= 0 {
+		window = time.Hour
+	}
+	n, err := s.AuditReader.EmergencyUses(ctx, p.Agency, p.Sub, now.Add(-window))
+	if err != nil {
+		return &broker.Error{Kind: broker.EUNAVAILABLE, Code: "audit_unavailable", Message: "the audit log cannot be read", Err: err}
+	}
+	if n < limit {
+		return nil
+	}
+	e := s.entry(p, "check", audit.Deny)
+	e.SubjectRef, e.Emergency, e.Justification, e.Reasons = ref, true, justification, []string{"emergency_rate_limited"}
+	if _, err := s.Audit.Append(ctx, e); err != nil {
+		return err
+	}
+	return &RateLimited{Seconds: int(window.Seconds() / float64(limit)), Err: broker.CodeErrorf(broker.ERATELIMITED, "rate_limited",
+		"at most %d emergency checks per %s for one employee", limit, window)}
+}
+
+// RateLimited is a 429 with the seconds to wait.
+type RateLimited struct {
+	Seconds int
+	Err     error
+}
+
+func (r *RateLimited) Error() string { return r.Err.Error() }
+func (r *RateLimited) Unwrap() error { return r.Err }
+
+// RetryAfterSeconds tells the HTTP layer what to put in Retry-After.
+func (r *RateLimited) RetryAfterSeconds() int { return r.Seconds }

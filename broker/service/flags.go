@@ -1,0 +1,194 @@
+package service
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"math"
+	"slices"
+
+	"varsel/audit"
+	"varsel/broker"
+	"varsel/policies"
+)
+
+// newID returns a random UUID (version 4) for a flag or warning.
+func newID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
+}
+
+// FlagResult is a flag as its issuer sees it, and where the decision was audited.
+type FlagResult struct {
+	*broker.Flag
+	Audit audit.Receipt `json:"audit"`
+}
+
+// prepareFlag validates a flag request and builds the flag and the policy
+// resource for action (flag.issue or warning.issue). extraOffices are added
+// to the audience (a warning's targets). Nothing is written.
+func (s *Service) prepareFlag(ctx context.Context, p *broker.Principal, req *broker.FlagRequest, extraOffices []string) (*broker.Flag, *policies.IssueResource, error) {
+	now := s.now()
+	subj, err := broker.ParseSubject(req.Subject, s.TestSubjects)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, o := range extraOffices {
+		if !slices.Contains(req.Audience.Offices, o) {
+			req.Audience.Offices = append(req.Audience.Offices, o)
+		}
+	}
+	from, until, err := req.Validate(p.AgencyKind, now)
+	if err != nil {
+		return nil, nil, err
+	}
+	if _, ok := s.Policies.LegalBasis(req.LegalBasis); !ok {
+		return nil, nil, broker.CodeErrorf(broker.EINVALID, broker.CodeUnknownLegalBasis,
+			"legal_basis %q is not a known basis (see GET /v1/legal-bases)", truncate(req.LegalBasis))
+	}
+	officeKinds, err := s.Flags.OfficeKinds(ctx, req.Audience.Offices)
+	if err != nil {
+		return nil, nil, &broker.Error{Kind: broker.EUNAVAILABLE, Message: "offices cannot be looked up", Err: err}
+	}
+	var kinds []string
+	for _, o := range req.Audience.Offices {
+		ks, ok := officeKinds[o]
+		if !ok {
+			return nil, nil, broker.CodeErrorf(broker.EINVALID, broker.CodeUnknownOffice, "office %q is not registered", o)
+		}
+		for _, k := range ks {
+			if !slices.Contains(kinds, k) {
+				kinds = append(kinds, k)
+			}
+		}
+	}
+	f := &broker.Flag{
+		ID: newID(), SubjectRef: s.Subjects.Ref(subj), Issuer: p.Agency, IssuerKind: p.AgencyKind,
+		IssuerOffice: p.Office, IssuedBy: p.Sub, Level: req.Level, Categories: req.Categories,
+		Precautions: req.Precautions, ValidFrom: from, ValidUntil: until, LegalBasis: req.LegalBasis,
+		Audience: broker.Audience{Kinds: nonNil(req.Audience.Kinds), Offices: nonNil(req.Audience.Offices)},
+		Contact:  req.Contact, SubjectInformed: req.SubjectInformed,
+	}
+	res := &policies.IssueResource{
+		Level: f.Level, LegalBasis: f.LegalBasis,
+		Audience:             policies.IssueAudience{Kinds: f.Audience.Kinds, OfficeKinds: kinds},
+		ValidityDays:         int(math.Ceil(until.Sub(from).Hours() / 24)),
+		SubjectInformedGiven: req.SubjectInformed != nil,
+	}
+	return f, res, nil
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+func truncate(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "…"
+	}
+	return s
+}
+
+// IssueFlag validates, asks the policy, and stores a flag with its audit
+// entry. Errors: EINVALID (422 codes of API.md), EFORBIDDEN, audit errors.
+func (s *Service) IssueFlag(ctx context.Context, p *broker.Principal, req broker.FlagRequest) (*FlagResult, error) {
+	f, res, err := s.prepareFlag(ctx, p, &req, nil)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.authorize(ctx, p, policies.ActionFlagIssue, res, func(e *audit.Entry) {
+		e.SubjectRef, e.LegalBasis = f.SubjectRef, f.LegalBasis
+	}); err != nil {
+		return nil, err
+	}
+	e := s.entry(p, policies.ActionFlagIssue, audit.Allow)
+	e.SubjectRef, e.FlagIDs, e.LegalBasis = f.SubjectRef, []string{f.ID}, f.LegalBasis
+	if err := s.Flags.CreateFlag(ctx, f, e); err != nil {
+		return nil, err
+	}
+	return &FlagResult{Flag: f, Audit: audit.Receipt{Seq: e.Seq, Hash: e.Hash}}, nil
+}
+
+// flagFor loads a flag for an action by its issuing agency. A flag that does
+// not exist and one the caller may not act on look the same: 404, audited.
+func (s *Service) flagFor(ctx context.Context, p *broker.Principal, id, action string) (*broker.Flag, error) {
+	f, err := s.Flags.Flag(ctx, id)
+	if err != nil && broker.ErrorKind(err) != broker.ENOTFOUND {
+		return nil, err
+	}
+	issuer := ""
+	if f != nil {
+		issuer = f.Issuer
+	}
+	d, err := s.Policies.Authorize(ctx, policies.AuthzInput{Action: action, Principal: policyPrincipal(p),
+		Resource: &policies.FlagResource{IssuerAgency: issuer}})
+	if err != nil {
+		return nil, &broker.Error{Kind: broker.EINTERNAL, Message: "policy evaluation failed", Err: err}
+	}
+	if f == nil || !d.Allow {
+		e := s.entry(p, action, audit.Deny)
+		e.Reasons = d.Reasons
+		if f == nil {
+			e.Reasons = []string{"no_such_flag"}
+		} else {
+			e.FlagIDs = []string{f.ID}
+		}
+		if _, err := s.Audit.Append(ctx, e); err != nil {
+			return nil, err
+		}
+		return nil, broker.Errorf(broker.ENOTFOUND, "no such flag")
+	}
+	return f, nil
+}
+
+// Flag returns a flag to its issuing agency, audited.
+func (s *Service) Flag(ctx context.Context, p *broker.Principal, id string) (*FlagResult, error) {
+	f, err := s.flagFor(ctx, p, id, policies.ActionFlagRead)
+	if err != nil {
+		return nil, err
+	}
+	e := s.entry(p, policies.ActionFlagRead, audit.Allow)
+	e.SubjectRef, e.FlagIDs, e.LegalBasis = f.SubjectRef, []string{f.ID}, f.LegalBasis
+	r, err := s.Audit.Append(ctx, e)
+	if err != nil {
+		return nil, err
+	}
+	f.Status = f.StatusAt(s.now())
+	return &FlagResult{Flag: f, Audit: r}, nil
+}
+
+// RevokeRequest is the body of POST /v1/flags/{id}/revoke.
+type RevokeRequest struct {
+	Reason string `json:"reason"`
+}
+
+// RevokeFlag revokes a flag for its issuing agency. Revoking a revoked flag
+// changes nothing and answers as the first time did.
+func (s *Service) RevokeFlag(ctx context.Context, p *broker.Principal, id string, req RevokeRequest) (*FlagResult, error) {
+	if err := broker.CheckText("reason", req.Reason, 500); err != nil {
+		return nil, err
+	}
+	f, err := s.flagFor(ctx, p, id, policies.ActionFlagRevoke)
+	if err != nil {
+		return nil, err
+	}
+	e := s.entry(p, policies.ActionFlagRevoke, audit.Allow)
+	e.SubjectRef, e.FlagIDs, e.LegalBasis = f.SubjectRef, []string{f.ID}, f.LegalBasis
+	if f.Status == broker.FlagRevoked {
+		e.Reasons = []string{"already_revoked"}
+	}
+	if _, err := s.Flags.RevokeFlag(ctx, id, p.Sub, req.Reason, e); err != nil {
+		return nil, err
+	}
+	if f, err = s.Flags.Flag(ctx, id); err != nil {
+		return nil, err
+	}
+	f.Status = f.StatusAt(s.now())
+	return &FlagResult{Flag: f, Audit: audit.Receipt{Seq: e.Seq, Hash: e.Hash}}, nil
+}
