@@ -63,6 +63,7 @@ const (
 	ActionCheckRun        = "check.run"
 	ActionWarningInbox    = "warning.inbox"
 	ActionWarningAck      = "warning.ack"
+	ActionWebhookSet      = "webhook.set"
 	ActionDisclosuresRead = "disclosures.read"
 	ActionAuditSearch     = "audit.search"
 	ActionAuditReview     = "audit.review"

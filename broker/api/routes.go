@@ -2,6 +2,7 @@ package api
 
 import (
 	"net/http"
+	"strconv"
 
 	"github.com/labstack/echo/v4"
 
@@ -16,6 +17,12 @@ func (s *Server) routes(g *echo.Group) {
 	g.POST("/flags/:id/revoke", s.revokeFlag)
 	g.POST("/checks", s.check)
 	g.GET("/legal-bases", s.legalBases)
+	g.GET("/flags/disclosures", s.disclosures)
+	g.POST("/warnings", s.issueWarning)
+	g.GET("/warnings/inbox", s.inbox)
+	g.GET("/warnings/:id", s.getWarning)
+	g.POST("/warnings/:id/ack", s.ack)
+	g.PUT("/offices/:office/webhook", s.setWebhook)
 	g.POST("/audit/search", s.auditSearch)
 	g.GET("/audit/checkpoint", s.auditCheckpoint)
 	g.GET("/audit/key", s.auditKey)
@@ -107,4 +114,79 @@ func (s *Server) check(c echo.Context) error {
 
 func (s *Server) legalBases(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]any{"legal_bases": s.cfg.Service.Policies.LegalBases()})
+}
+
+func (s *Server) issueWarning(c echo.Context) error {
+	var req service.WarningRequest
+	if err := Decode(c, &req); err != nil {
+		return err
+	}
+	res, err := s.cfg.Service.IssueWarning(c.Request().Context(), principal(c), req)
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set(echo.HeaderLocation, "/v1/warnings/"+res.ID)
+	return c.JSON(http.StatusCreated, res)
+}
+
+func (s *Server) inbox(c echo.Context) error {
+	q, err := service.ParseInboxQuery(c.QueryParams())
+	if err != nil {
+		return err
+	}
+	res, err := s.cfg.Service.Inbox(c.Request().Context(), principal(c), q)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, res)
+}
+
+func (s *Server) getWarning(c echo.Context) error {
+	res, err := s.cfg.Service.Warning(c.Request().Context(), principal(c), c.Param("id"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, res)
+}
+
+func (s *Server) ack(c echo.Context) error {
+	if len(Body(c)) > 0 {
+		var empty struct{}
+		if err := Decode(c, &empty); err != nil {
+			return err
+		}
+	}
+	res, err := s.cfg.Service.Ack(c.Request().Context(), principal(c), c.Param("id"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, res)
+}
+
+func (s *Server) setWebhook(c echo.Context) error {
+	var req service.WebhookRequest
+	if err := Decode(c, &req); err != nil {
+		return err
+	}
+	r, err := s.cfg.Service.SetWebhook(c.Request().Context(), principal(c), c.Param("office"), req)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"office": c.Param("office"), "url": req.URL, "audit": r})
+}
+
+func (s *Server) disclosures(c echo.Context) error {
+	limit := 0
+	if v := c.QueryParam("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return broker.CodeErrorf(broker.EINVALID, broker.CodeInvalidField, "limit must be a number")
+		}
+		limit = n
+	}
+	res, err := s.cfg.Service.Disclosures(c.Request().Context(), principal(c), c.QueryParam("after"), limit)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, res)
 }

@@ -56,6 +56,9 @@ type Config struct {
 	Service       *service.Service // the /v1 operations; nil: only whoami's principal echo
 	Checkpoints   CheckpointReader
 	CheckpointKey string // the note verifier key of the checkpoint signer
+	// BrokerJWKS is the broker's public signing key set, served at
+	// GET /jwks.json: it verifies webhook bodies (and checkpoints).
+	BrokerJWKS []byte
 }
 
 // CheckpointReader reads the newest signed checkpoint.
@@ -107,6 +110,11 @@ func New(cfg Config) *Server {
 	})
 	e.GET("/readyz", s.readyz)
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{Registry: cfg.Registry})))
+	if cfg.BrokerJWKS != nil {
+		e.GET("/jwks.json", func(c echo.Context) error {
+			return c.Blob(http.StatusOK, "application/jwk-set+json", cfg.BrokerJWKS)
+		})
+	}
 	e.GET("/openapi.yaml", func(c echo.Context) error {
 		return c.Blob(http.StatusOK, "application/yaml", openAPISpec)
 	})

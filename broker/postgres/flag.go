@@ -29,30 +29,8 @@ func appendAudit(ctx context.Context, tx pgx.Tx, e *audit.Entry) error {
 // exists if and only if its issuing is in the log.
 func (db *DB) CreateFlag(ctx context.Context, f *broker.Flag, e *audit.Entry) error {
 	return pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
-		var informed *bool
-		reason := ""
-		if f.SubjectInformed != nil {
-			informed, reason = f.SubjectInformed.Informed, f.SubjectInformed.Reason
-		}
-		offices := f.Audience.Offices
-		if offices == nil {
-			offices = []string{}
-		}
-		kinds := f.Audience.Kinds
-		if kinds == nil {
-			kinds = []string{}
-		}
-		err := tx.QueryRow(ctx, `
-			INSERT INTO flags (id, subject_ref, issuer, issuer_kind, issuer_office, issued_by, level, categories,
-				precautions, valid_from, valid_until, audience_kinds, audience_offices, legal_basis,
-				contact_unit, contact_phone, subject_informed, subject_informed_reason)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
-			RETURNING status, created_at`,
-			f.ID, f.SubjectRef, f.Issuer, string(f.IssuerKind), f.IssuerOffice, f.IssuedBy, f.Level, f.Categories,
-			f.Precautions, f.ValidFrom, f.ValidUntil, kinds, offices, f.LegalBasis,
-			f.Contact.Unit, f.Contact.Phone, informed, reason).Scan(&f.Status, &f.CreatedAt)
-		if err != nil {
-			return fmt.Errorf("insert flag: %w", err)
+		if err := insertFlag(ctx, tx, f); err != nil {
+			return err
 		}
 		return appendAudit(ctx, tx, e)
 	})
@@ -74,17 +52,51 @@ func (db *DB) RevokeFlag(ctx context.Context, id, by, reason string, e *audit.En
 	return revoked, err
 }
 
+func insertFlag(ctx context.Context, tx pgx.Tx, f *broker.Flag) error {
+	var informed *bool
+	reason := ""
+	if f.SubjectInformed != nil {
+		informed, reason = f.SubjectInformed.Informed, f.SubjectInformed.Reason
+	}
+	offices := f.Audience.Offices
+	if offices == nil {
+		offices = []string{}
+	}
+	kinds := f.Audience.Kinds
+	if kinds == nil {
+		kinds = []string{}
+	}
+	err := tx.QueryRow(ctx, `
+			INSERT INTO flags (id, subject_ref, issuer, issuer_kind, issuer_office, issued_by, level, categories,
+				precautions, valid_from, valid_until, audience_kinds, audience_offices, legal_basis,
+				contact_unit, contact_phone, subject_informed, subject_informed_reason)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+			RETURNING status, created_at`,
+		f.ID, f.SubjectRef, f.Issuer, string(f.IssuerKind), f.IssuerOffice, f.IssuedBy, f.Level, f.Categories,
+		f.Precautions, f.ValidFrom, f.ValidUntil, kinds, offices, f.LegalBasis,
+		f.Contact.Unit, f.Contact.Phone, informed, reason).Scan(&f.Status, &f.CreatedAt)
+	if err != nil {
+		return fmt.Errorf("insert flag: %w", err)
+	}
+	return nil
+}
+
 const flagColumns = `id, subject_ref, issuer, issuer_kind, issuer_office, issued_by, level, categories, precautions,
 	valid_from, valid_until, audience_kinds, audience_offices, legal_basis, contact_unit, contact_phone,
 	subject_informed, subject_informed_reason, status, created_at, revoked_at, revoke_reason`
 
 func scanFlag(row pgx.Row) (*broker.Flag, error) {
+	return scanFlagAfter(row)
+}
+
+// scanFlagAfter scans leading columns into before, then a flag.
+func scanFlagAfter(row pgx.Row, before ...any) (*broker.Flag, error) {
 	var f broker.Flag
 	var kind, reason string
 	var informed *bool
-	err := row.Scan(&f.ID, &f.SubjectRef, &f.Issuer, &kind, &f.IssuerOffice, &f.IssuedBy, &f.Level, &f.Categories,
+	err := row.Scan(append(before, &f.ID, &f.SubjectRef, &f.Issuer, &kind, &f.IssuerOffice, &f.IssuedBy, &f.Level, &f.Categories,
 		&f.Precautions, &f.ValidFrom, &f.ValidUntil, &f.Audience.Kinds, &f.Audience.Offices, &f.LegalBasis,
-		&f.Contact.Unit, &f.Contact.Phone, &informed, &reason, &f.Status, &f.CreatedAt, &f.RevokedAt, &f.RevokeReason)
+		&f.Contact.Unit, &f.Contact.Phone, &informed, &reason, &f.Status, &f.CreatedAt, &f.RevokedAt, &f.RevokeReason)...)
 	if err != nil {
 		return nil, err
 	}

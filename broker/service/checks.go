@@ -176,7 +176,7 @@ func (s *Service) project(f *broker.Flag, d policies.Disclosed) CheckFlag {
 	}
 	if d.DutyDesk {
 		if out.Issuer != "" {
-			out.Issuer = s.DutyDeskID
+			out.Issuer = s.BrokerID
 		}
 		if out.Contact != nil {
 			c := s.DutyDesk

@@ -27,6 +27,33 @@ type AuditReader interface {
 	EmergencyUses(ctx context.Context, agency, actor string, since time.Time) (int, error)
 }
 
+// WarningStore keeps warnings, their deliveries and webhook pushes.
+type WarningStore interface {
+	// CreateWarning stores the flag, the warning and its deliveries with
+	// the audit entry in one transaction.
+	CreateWarning(ctx context.Context, f *broker.Flag, w *broker.Warning, offices []string, e *audit.Entry) error
+	// Inbox lists deliveries to office after a position, oldest first.
+	Inbox(ctx context.Context, office string, after int64, limit int) ([]broker.InboxItem, error)
+	// MarkRead records the first read of deliveries.
+	MarkRead(ctx context.Context, office string, positions []int64) error
+	// AckWarning records an office's acknowledgement with its audit entry;
+	// false when it was already acknowledged. Errors: ENOTFOUND.
+	AckWarning(ctx context.Context, id, office, by string, e *audit.Entry) (bool, error)
+	// WarningFlag returns a warning's flag. Errors: ENOTFOUND.
+	WarningFlag(ctx context.Context, id string) (*broker.Flag, error)
+	// Warning returns a warning and its deliveries. Errors: ENOTFOUND.
+	Warning(ctx context.Context, id string) (*broker.Warning, error)
+	// SetWebhook registers or (url "") removes an office's webhook.
+	SetWebhook(ctx context.Context, office, url, by string, e *audit.Entry) error
+	// Disclosures lists the disclosures of issuer's flags after a seq.
+	Disclosures(ctx context.Context, issuer string, after int64, limit int) ([]broker.Disclosure, error)
+}
+
+// InboxWaiter wakes long-polls when an office gets a delivery.
+type InboxWaiter interface {
+	Subscribe(office string) (<-chan struct{}, func())
+}
+
 // FlagStore keeps flags. Changes commit together with their audit entry.
 type FlagStore interface {
 	// CreateFlag stores f with its audit entry in one transaction.
@@ -47,16 +74,20 @@ var _ AuditLog = (*audit.Writer)(nil)
 
 // Service is the broker's behaviour. Its fields are its dependencies.
 type Service struct {
-	Policies     *policies.Engine
-	Audit        AuditLog
-	AuditReader  AuditReader
-	Flags        FlagStore
-	Subjects     *broker.SubjectHasher
-	TestSubjects bool // accept synthetic national ids
+	Policies    *policies.Engine
+	Audit       AuditLog
+	AuditReader AuditReader
+	Flags       FlagStore
+	Warnings    WarningStore
+	InboxWaiter InboxWaiter // wakes long-polls; nil: they re-read every PollInterval
+	// AllowHTTPWebhooks permits http:// webhook URLs (tests, development).
+	AllowHTTPWebhooks bool
+	Subjects          *broker.SubjectHasher
+	TestSubjects      bool // accept synthetic national ids
 	// DutyDesk stands in for the issuer and contact of a health-sourced
-	// flag read outside the health sector; DutyDeskID is its issuer id.
-	DutyDesk   broker.Contact
-	DutyDeskID string
+	// flag read outside the health sector; BrokerID is the broker's own id, the duty desk's issuer id and the actor of its own entries.
+	DutyDesk broker.Contact
+	BrokerID string
 	// EmergencyLimit is how many emergency checks one employee may make
 	// per EmergencyWindow (default 5 an hour).
 	EmergencyLimit  int

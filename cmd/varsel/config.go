@@ -23,6 +23,9 @@ type Config struct {
 	DutyDeskUnit       string
 	DutyDeskPhone      string
 	EmergencyLimit     int
+	WebhookAllowHTTP   bool
+	WebhookFirstRetry  time.Duration
+	WebhookInterval    time.Duration
 	TestSubjects       bool
 	Migrate            bool
 	LogFormat          string
@@ -41,6 +44,8 @@ func DefaultConfig() Config {
 		Keys:               "file:.data/keys",
 		DutyDeskUnit:       "Varsel duty desk",
 		EmergencyLimit:     5,
+		WebhookFirstRetry:  2 * time.Second,
+		WebhookInterval:    time.Second,
 		LogFormat:          "text",
 		LogLevel:           "info",
 		ShutdownTimeout:    20 * time.Second,
@@ -63,6 +68,9 @@ func (c *Config) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.DutyDeskPhone, "duty-desk-phone", c.DutyDeskPhone, "phone of the broker's duty desk, shown instead of a health issuer's contact phone")
 	fs.IntVar(&c.EmergencyLimit, "emergency-limit", c.EmergencyLimit, "emergency (life-and-health) checks one employee may make per hour")
 	fs.BoolVar(&c.TestSubjects, "test-subjects", c.TestSubjects, "accept synthetic national ids (month + 40 or + 80); never in production")
+	fs.BoolVar(&c.WebhookAllowHTTP, "webhook-allow-http", c.WebhookAllowHTTP, "accept http:// webhook URLs (development and tests only)")
+	fs.DurationVar(&c.WebhookFirstRetry, "webhook-first-retry", c.WebhookFirstRetry, "wait before the first webhook retry; doubles each time, up to 5m, 12 attempts")
+	fs.DurationVar(&c.WebhookInterval, "webhook-interval", c.WebhookInterval, "how often to look for webhook pushes that are due")
 	fs.BoolVar(&c.Migrate, "migrate", c.Migrate, "apply database migrations before serving")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: text or json")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn or error")
@@ -99,6 +107,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("duty_desk_unit", c.DutyDeskUnit),
 		slog.String("duty_desk_phone", c.DutyDeskPhone),
 		slog.Int("emergency_limit", c.EmergencyLimit),
+		slog.Bool("webhook_allow_http", c.WebhookAllowHTTP),
 		slog.Bool("migrate", c.Migrate),
 		slog.String("log_format", c.LogFormat),
 		slog.String("log_level", c.LogLevel),

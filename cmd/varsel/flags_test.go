@@ -27,10 +27,10 @@ const (
 // world is a broker with the demo's shape: a NAV office shared by state and
 // municipal staff, a police district, a health trust, another NAV office.
 type world struct {
-	t      *testing.T
-	db     string
-	base   string
-	main   *Main
+	t                                          *testing.T
+	db                                         string
+	base                                       string
+	main                                       *Main
 	police, navState, navMun, health, navOther *client.Signer
 }
 
@@ -56,8 +56,10 @@ func (w *world) as(s *client.Signer, sub, role, office string) *client.Client {
 	return &client.Client{BaseURL: w.base, Signer: s, Employee: client.Employee{Sub: sub, Role: role, Office: office}}
 }
 
-func (w *world) liaison() *client.Client   { return w.as(w.police, "liaison-1", "police-liaison", "") }
-func (w *world) caseworker() *client.Client { return w.as(w.navState, "kari", "caseworker", "nav-grorud") }
+func (w *world) liaison() *client.Client { return w.as(w.police, "liaison-1", "police-liaison", "") }
+func (w *world) caseworker() *client.Client {
+	return w.as(w.navState, "kari", "caseworker", "nav-grorud")
+}
 
 // flagBody is a valid flag for the police to issue to NAV.
 func flagBody(subject string) map[string]any {
@@ -420,9 +422,9 @@ func TestFlagBadInput(t *testing.T) {
 	}
 	// Checks: bad purpose, short justification.
 	for body, code := range map[string]string{
-		`{"subject":"` + personA + `","purpose":"lunch"}`:                                              "invalid_field",
-		`{"subject":"` + personA + `","purpose":"meeting","emergency":{"justification":"urgent"}}`:   "justification_required",
-		`{"subject":"12345678901","purpose":"meeting"}`:                                                "invalid_subject",
+		`{"subject":"` + personA + `","purpose":"lunch"}`:                                          "invalid_field",
+		`{"subject":"` + personA + `","purpose":"meeting","emergency":{"justification":"urgent"}}`: "justification_required",
+		`{"subject":"12345678901","purpose":"meeting"}`:                                            "invalid_subject",
 	} {
 		resp, _ := w.caseworker().Do(ctx, "POST", "/v1/checks", []byte(body))
 		if resp.Status != 422 || resp.Problem().Code != code {

@@ -37,6 +37,8 @@ func commands() []command {
 		{"agency", "register and manage agencies and their keys", runAgency},
 		{"keygen", "make a signing key for an agency (ES256 or EdDSA)", runKeygen},
 		{"audit", "verify the audit log's hash chain and signed checkpoints", runAudit},
+		{"warn", "send a police warning to named offices (as a police liaison)", runWarn},
+		{"inbox", "read an office's warning inbox, optionally following it", runInbox},
 		{"call", "send one signed request to a broker, as an agency's employee", runCall},
 		{"version", "print the version", func(_ context.Context, _ []string, o cmdIO) error {
 			fmt.Fprintln(o.stdout, "varsel", version)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-jose/go-jose/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -57,6 +59,8 @@ type Main struct {
 	Checkpointer *audit.Checkpointer
 	Server       *api.Server
 
+	notifier       *postgres.Notifier
+	pusher         *service.Pusher
 	stopBackground context.CancelFunc
 	background     sync.WaitGroup
 
@@ -90,8 +94,10 @@ func (m *Main) Run(ctx context.Context) error {
 	m.Logger.Info("varsel serving", "version", version, "addr", addr.String(), "config", m.Config)
 	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
 	m.stopBackground = stop
-	m.background.Add(2)
+	m.background.Add(4)
 	go func() { defer m.background.Done(); m.sweepJTIs(bg) }()
+	go func() { defer m.background.Done(); m.notifier.Run(bg) }()
+	go func() { defer m.background.Done(); m.pusher.Run(bg) }()
 	go func() { defer m.background.Done(); m.Checkpointer.Run(bg) }()
 	close(m.ready)
 	return m.Server.Serve(ctx)
@@ -152,20 +158,35 @@ func (m *Main) open(ctx context.Context) error {
 		Replay:   &auth.Replay{}, // across replicas: the audit append records each jti
 		Logger:   m.Logger,
 	}
-	svc := &service.Service{
-		Policies:        m.Policies,
-		Audit:           m.AuditWriter,
-		AuditReader:     m.AuditStore,
-		Flags:           db,
-		Subjects:        subjects,
-		DutyDesk:        broker.Contact{Unit: c.DutyDeskUnit, Phone: c.DutyDeskPhone},
-		DutyDeskID:      c.BrokerID,
-		EmergencyLimit:  c.EmergencyLimit,
-		EmergencyWindow: time.Hour,
-		TestSubjects:    c.TestSubjects,
-		Logger:          m.Logger,
+	m.notifier = &postgres.Notifier{URL: c.DatabaseURL, Logger: m.Logger}
+	jws, jwk, err := keys.BrokerJWS(signer, verifierKey, service.WebhookType)
+	if err != nil {
+		return err
 	}
+	jwks, err := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{jwk}})
+	if err != nil {
+		return err
+	}
+	svc := &service.Service{
+		Policies:          m.Policies,
+		Audit:             m.AuditWriter,
+		AuditReader:       m.AuditStore,
+		Flags:             db,
+		Warnings:          db,
+		InboxWaiter:       m.notifier,
+		AllowHTTPWebhooks: c.WebhookAllowHTTP,
+		Subjects:          subjects,
+		DutyDesk:          broker.Contact{Unit: c.DutyDeskUnit, Phone: c.DutyDeskPhone},
+		BrokerID:          c.BrokerID,
+		EmergencyLimit:    c.EmergencyLimit,
+		EmergencyWindow:   time.Hour,
+		TestSubjects:      c.TestSubjects,
+		Logger:            m.Logger,
+	}
+	m.pusher = &service.Pusher{Store: db, Audit: m.AuditWriter, Signer: jws, BrokerID: c.BrokerID,
+		Policy: m.Policies.Version, FirstRetry: c.WebhookFirstRetry, Interval: c.WebhookInterval, Logger: m.Logger}
 	m.Server = api.New(api.Config{
+		BrokerJWKS:      jwks,
 		Logger:          m.Logger,
 		Registry:        registry,
 		Auth:            verifier,

@@ -67,6 +67,7 @@ required_checks := {
 	"check.run": {"check_role"},
 	"warning.inbox": {"inbox_role", "own_office"},
 	"warning.ack": {"inbox_role", "own_office"},
+	"webhook.set": {"webhook_role", "own_office"},
 	"disclosures.read": {"disclosures_role", "disclosure_kind"},
 	"audit.search": {"audit_role"},
 	"audit.review": {"audit_role"},
@@ -83,6 +84,7 @@ failure_reasons := {
 	"flag_role": "role_not_permitted",
 	"check_role": "role_not_permitted",
 	"inbox_role": "role_not_permitted",
+	"webhook_role": "role_not_permitted",
 	"disclosures_role": "role_not_permitted",
 	"audit_role": "role_not_permitted",
 	"level": "level_not_permitted",
@@ -177,6 +179,8 @@ passes["issuing_agency"] if {
 passes["check_role"] if principal.role in check_roles
 
 passes["inbox_role"] if principal.role in inbox_roles
+
+passes["webhook_role"] if principal.role == "security-coordinator"
 
 passes["own_office"] if {
 	principal.office != ""

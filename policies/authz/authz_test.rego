@@ -306,6 +306,20 @@ test_reception_cannot_read_inbox if {
 	denied_for("warning.inbox", as_role(nav_state, "reception"), {"office": "nav-grorud"}, "role_not_permitted")
 }
 
+# webhook.set
+
+test_coordinator_sets_own_office_webhook if {
+	allowed("webhook.set", nav_state, {"office": "nav-grorud"})
+}
+
+test_caseworker_cannot_set_webhook if {
+	denied_for("webhook.set", as_role(nav_state, "caseworker"), {"office": "nav-grorud"}, "role_not_permitted")
+}
+
+test_coordinator_cannot_set_other_office_webhook if {
+	denied_for("webhook.set", nav_state, {"office": "nav-arstad"}, "office_mismatch")
+}
+
 # disclosures.read
 
 test_disclosures_readers if {

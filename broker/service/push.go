@@ -1,0 +1,178 @@
+package service
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+
+	"varsel/audit"
+	"varsel/broker"
+	"varsel/broker/postgres"
+)
+
+// PushStore is what the webhook pusher needs of storage.
+type PushStore interface {
+	ClaimPushes(ctx context.Context, limit int, lease time.Duration) ([]postgres.PendingPush, error)
+	RecordPush(ctx context.Context, id int64, status int, errText string, delivered bool, next time.Time) error
+	WarningFlag(ctx context.Context, id string) (*broker.Flag, error)
+}
+
+// WebhookType is the JWS typ of a pushed delivery.
+const WebhookType = "varsel-push+jwt"
+
+// Pusher POSTs warning deliveries to the webhooks offices registered: a
+// compact JWS (EdDSA, the broker's key) whose payload says which warning
+// arrived, its level, precautions and validity, and where the inbox is.
+// Each attempt is audited before it is sent (it discloses those fields);
+// failures are retried with exponential backoff and recorded. The inbox
+// never waits for a webhook.
+type Pusher struct {
+	Store       PushStore
+	Audit       AuditLog
+	Signer      jose.Signer
+	HTTP        *http.Client
+	BrokerID    string
+	Policy      func() string // the policy version to record
+	Interval    time.Duration // how often to look for due pushes; default 1 s
+	FirstRetry  time.Duration // default 2 s, doubling
+	MaxRetry    time.Duration // default 5 min
+	MaxAttempts int           // default 12
+	Logger      *slog.Logger
+}
+
+// PushBody is the signed payload of a webhook push.
+type PushBody struct {
+	Type        string    `json:"type"`
+	WarningID   string    `json:"warning_id"`
+	Office      string    `json:"office"`
+	Level       string    `json:"level"`
+	Precautions []string  `json:"precautions"`
+	ValidUntil  time.Time `json:"valid_until"`
+	Inbox       string    `json:"inbox"`
+	SentAt      time.Time `json:"sent_at"`
+	Attempt     int       `json:"attempt"`
+}
+
+// Run pushes due deliveries until ctx ends.
+func (p *Pusher) Run(ctx context.Context) {
+	interval := p.Interval
+	if interval <= 0 {
+		interval = time.Second
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if _, err := p.PushDue(ctx); err != nil && ctx.Err() == nil && p.Logger != nil {
+			p.Logger.Warn("webhook pushes", "subsystem", "webhook", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// PushDue attempts the pushes that are due and returns how many it tried.
+func (p *Pusher) PushDue(ctx context.Context) (int, error) {
+	due, err := p.Store.ClaimPushes(ctx, 20, time.Minute)
+	if err != nil {
+		return 0, err
+	}
+	for _, d := range due {
+		p.attempt(ctx, d)
+	}
+	return len(due), nil
+}
+
+func (p *Pusher) attempt(ctx context.Context, d postgres.PendingPush) {
+	status, errText := 0, ""
+	delivered, giveUp := false, false
+	defer func() {
+		maxAttempts := p.MaxAttempts
+		if maxAttempts <= 0 {
+			maxAttempts = 12
+		}
+		var next time.Time // zero: given up
+		if !delivered && !giveUp && d.Attempts+1 < maxAttempts {
+			next = time.Now().Add(p.backoff(d.Attempts + 1))
+		}
+		if err := p.Store.RecordPush(context.WithoutCancel(ctx), d.ID, status, errText, delivered, next); err != nil && p.Logger != nil {
+			p.Logger.Error("record webhook push", "subsystem", "webhook", "err", err)
+		}
+	}()
+	f, err := p.Store.WarningFlag(ctx, d.WarningID)
+	if err != nil {
+		errText = err.Error()
+		return
+	}
+	if f.StatusAt(time.Now()) != broker.FlagActive {
+		errText, giveUp = "flag no longer active: not pushed", true
+		return
+	}
+	e := &audit.Entry{TS: audit.FormatTime(time.Now()), ActorAgency: p.BrokerID, Actor: "webhook", Role: "broker",
+		Office: d.Office, Action: "warning.push", Decision: audit.Allow, SubjectRef: f.SubjectRef,
+		FlagIDs: []string{f.ID}, LegalBasis: f.LegalBasis, Reasons: []string{fmt.Sprintf("attempt:%d", d.Attempts+1)}}
+	if p.Policy != nil {
+		e.PolicyVersion = p.Policy()
+	}
+	if _, err := p.Audit.Append(ctx, e); err != nil {
+		errText = "audit unavailable: not sent"
+		return
+	}
+	body := PushBody{Type: "varsel.warning.delivered", WarningID: d.WarningID, Office: d.Office, Level: f.Level,
+		Precautions: f.Precautions, ValidUntil: f.ValidUntil, Inbox: "/v1/warnings/inbox?office=" + d.Office,
+		SentAt: time.Now().UTC(), Attempt: d.Attempts + 1}
+	payload, _ := json.Marshal(body)
+	obj, err := p.Signer.Sign(payload)
+	if err != nil {
+		errText = "sign: " + err.Error()
+		return
+	}
+	compact, err := obj.CompactSerialize()
+	if err != nil {
+		errText = "serialize: " + err.Error()
+		return
+	}
+	hc := p.HTTP
+	if hc == nil {
+		hc = &http.Client{Timeout: 10 * time.Second}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.URL, bytes.NewReader([]byte(compact)))
+	if err != nil {
+		errText = err.Error()
+		return
+	}
+	req.Header.Set("Content-Type", "application/jose")
+	resp, err := hc.Do(req)
+	if err != nil {
+		errText = err.Error()
+		return
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	status = resp.StatusCode
+	delivered = status/100 == 2
+	if !delivered {
+		errText = fmt.Sprintf("webhook answered %d", status)
+	}
+}
+
+func (p *Pusher) backoff(attempt int) time.Duration {
+	first, maxWait := p.FirstRetry, p.MaxRetry
+	if first <= 0 {
+		first = 2 * time.Second
+	}
+	if maxWait <= 0 {
+		maxWait = 5 * time.Minute
+	}
+	d := first << min(attempt-1, 20)
+	return min(d, maxWait)
+}
