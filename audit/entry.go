@@ -9,6 +9,7 @@
 package audit
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"strconv"
@@ -224,3 +225,5 @@ type Query struct {
 	AfterSeq      int64
 	Limit         int
 }
+
+func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }

@@ -89,9 +89,31 @@ func Verify(ctx context.Context, src Source, verifier note.Verifier, origin stri
 		}()
 	}
 
+	// A segment (an export) may start after seq 1: its first entry's
+	// prev_hash is then taken as given, and checked against a checkpoint
+	// at the seq before it when the file has one.
+	segment := false
+	if s, ok := src.(interface{ Segment() bool }); ok {
+		segment = s.Segment()
+	}
+	first := true
+	firstSeq := int64(1)
 	var prev Receipt
 	batch := make([]*Entry, 0, chunk)
 	err = src.Entries(ctx, func(e *Entry) error {
+		if first && segment && e.Seq > 1 {
+			firstSeq = e.Seq
+			prev = Receipt{Seq: e.Seq - 1, Hash: e.PrevHash}
+			mu.Lock()
+			for _, cp := range want[prev.Seq] {
+				if cp.Hash != e.PrevHash {
+					rep.fail(e.Seq, "entry %d: prev_hash is not the hash the checkpoint at %d names", e.Seq, prev.Seq)
+				}
+			}
+			delete(want, prev.Seq)
+			mu.Unlock()
+		}
+		first = false
 		expect := prev.Seq + 1
 		prevHash := prev.Hash
 		if prev.Seq == 0 {
@@ -130,8 +152,11 @@ func Verify(ctx context.Context, src Source, verifier note.Verifier, origin stri
 	}
 	rep.Head = prev
 	for count := range want {
-		if count > prev.Seq {
+		switch {
+		case count > prev.Seq:
 			rep.fail(prev.Seq+1, "checkpoint at %d covers entries the log no longer has (it ends at %d)", count, prev.Seq)
+		case count < firstSeq-1:
+			rep.fail(firstSeq, "checkpoint at %d lies before the exported entries (they start at %d)", count, firstSeq)
 		}
 	}
 	rep.Checkpoints = len(cps)

@@ -43,11 +43,11 @@ type Writer struct {
 	log           *slog.Logger
 	metrics       *writerMetrics
 
-	queue chan *pending
-	mu    sync.RWMutex // held for reading while enqueueing; for writing by Close
-	done  chan struct{}
-	stop  chan struct{}
-	close sync.Once
+	queue  chan *pending
+	mu     sync.RWMutex // held for reading while enqueueing; for writing by Close
+	done   chan struct{}
+	stop   chan struct{}
+	close  sync.Once
 	closed bool
 }
 

@@ -334,3 +334,11 @@ func (s *Store) EmergencyUses(ctx context.Context, agency, actor string, since t
 	}
 	return n, nil
 }
+
+// SeqRange returns the first and last seq of entries with from <= ts < to
+// (0, 0 when there are none).
+func (s *Store) SeqRange(ctx context.Context, from, to time.Time) (first, last int64, err error) {
+	err = s.Pool.QueryRow(ctx, `SELECT coalesce(min(seq), 0), coalesce(max(seq), 0) FROM audit_entries
+		WHERE ts >= $1 AND ts < $2`, from, to).Scan(&first, &last)
+	return first, last, err
+}

@@ -23,6 +23,10 @@ func (s *Server) routes(g *echo.Group) {
 	g.GET("/warnings/:id", s.getWarning)
 	g.POST("/warnings/:id/ack", s.ack)
 	g.PUT("/offices/:office/webhook", s.setWebhook)
+	g.GET("/audit/reviews", s.listReviews)
+	g.POST("/audit/reviews/:seq", s.judge)
+	g.POST("/audit/subject-report", s.subjectReport)
+	g.GET("/audit/stats", s.auditStats)
 	g.POST("/audit/search", s.auditSearch)
 	g.GET("/audit/checkpoint", s.auditCheckpoint)
 	g.GET("/audit/key", s.auditKey)
@@ -185,6 +189,46 @@ func (s *Server) disclosures(c echo.Context) error {
 		limit = n
 	}
 	res, err := s.cfg.Service.Disclosures(c.Request().Context(), principal(c), c.QueryParam("after"), limit)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, res)
+}
+
+func (s *Server) listReviews(c echo.Context) error {
+	res, err := s.cfg.Service.ListReviews(c.Request().Context(), principal(c), c.QueryParams())
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, res)
+}
+
+func (s *Server) judge(c echo.Context) error {
+	var req service.VerdictRequest
+	if err := Decode(c, &req); err != nil {
+		return err
+	}
+	res, err := s.cfg.Service.Judge(c.Request().Context(), principal(c), c.Param("seq"), req)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, res)
+}
+
+func (s *Server) subjectReport(c echo.Context) error {
+	var req service.SubjectReportRequest
+	if err := Decode(c, &req); err != nil {
+		return err
+	}
+	res, err := s.cfg.Service.Report(c.Request().Context(), principal(c), req)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, res)
+}
+
+func (s *Server) auditStats(c echo.Context) error {
+	res, err := s.cfg.Service.AuditStats(c.Request().Context(), principal(c), c.QueryParams())
 	if err != nil {
 		return err
 	}

@@ -79,7 +79,11 @@ type Service struct {
 	AuditReader AuditReader
 	Flags       FlagStore
 	Warnings    WarningStore
-	InboxWaiter InboxWaiter // wakes long-polls; nil: they re-read every PollInterval
+	Reviews     ReviewStore
+	Sweeper     *Sweeper
+	// ReviewOverdue is when a pending review is listed as overdue (default 7 days).
+	ReviewOverdue time.Duration
+	InboxWaiter   InboxWaiter // wakes long-polls; nil: they re-read every PollInterval
 	// AllowHTTPWebhooks permits http:// webhook URLs (tests, development).
 	AllowHTTPWebhooks bool
 	Subjects          *broker.SubjectHasher

@@ -6,50 +6,62 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
+	_ "time/tzdata" // office hours need a time zone on machines without zoneinfo
+
+	"varsel/broker"
 )
 
 // Config is the broker's configuration: every setting, its default and its
 // flag in one place. Environment variables VARSEL_<FLAG> fill what the
 // command line leaves out.
 type Config struct {
-	DatabaseURL        string
-	DatabaseRole       string
-	MaxDBConns         int
-	Listen             string
-	BrokerID           string
-	Keys               string
-	DutyDeskUnit       string
-	DutyDeskPhone      string
-	EmergencyLimit     int
-	WebhookAllowHTTP   bool
-	WebhookFirstRetry  time.Duration
-	WebhookInterval    time.Duration
-	TestSubjects       bool
-	Migrate            bool
-	LogFormat          string
-	LogLevel           string
-	ShutdownTimeout    time.Duration
-	CheckpointInterval time.Duration
+	DatabaseURL         string
+	DatabaseRole        string
+	MaxDBConns          int
+	Listen              string
+	BrokerID            string
+	Keys                string
+	DutyDeskUnit        string
+	DutyDeskPhone       string
+	EmergencyLimit      int
+	WebhookAllowHTTP    bool
+	ReviewOverdue       time.Duration
+	ReviewSweepInterval time.Duration
+	AnomalySubjects     int
+	OfficeHours         string
+	WebhookFirstRetry   time.Duration
+	WebhookInterval     time.Duration
+	TestSubjects        bool
+	Migrate             bool
+	LogFormat           string
+	LogLevel            string
+	ShutdownTimeout     time.Duration
+	CheckpointInterval  time.Duration
 }
 
 // DefaultConfig is the embedded default that `make run` relies on.
 func DefaultConfig() Config {
 	return Config{
-		DatabaseRole:       "varsel_app",
-		MaxDBConns:         32,
-		Listen:             "127.0.0.1:8080",
-		BrokerID:           "varsel",
-		Keys:               "file:.data/keys",
-		DutyDeskUnit:       "Varsel duty desk",
-		EmergencyLimit:     5,
-		WebhookFirstRetry:  2 * time.Second,
-		WebhookInterval:    time.Second,
-		LogFormat:          "text",
-		LogLevel:           "info",
-		ShutdownTimeout:    20 * time.Second,
-		CheckpointInterval: 5 * time.Second,
+		DatabaseRole:        "varsel_app",
+		MaxDBConns:          32,
+		Listen:              "127.0.0.1:8080",
+		BrokerID:            "varsel",
+		Keys:                "file:.data/keys",
+		DutyDeskUnit:        "Varsel duty desk",
+		EmergencyLimit:      5,
+		WebhookFirstRetry:   2 * time.Second,
+		ReviewOverdue:       7 * 24 * time.Hour,
+		ReviewSweepInterval: 30 * time.Second,
+		AnomalySubjects:     30,
+		OfficeHours:         "07-18 mon-fri Europe/Oslo",
+		WebhookInterval:     time.Second,
+		LogFormat:           "text",
+		LogLevel:            "info",
+		ShutdownTimeout:     20 * time.Second,
+		CheckpointInterval:  5 * time.Second,
 	}
 }
 
@@ -71,6 +83,10 @@ func (c *Config) register(fs *flag.FlagSet) {
 	fs.BoolVar(&c.WebhookAllowHTTP, "webhook-allow-http", c.WebhookAllowHTTP, "accept http:// webhook URLs (development and tests only)")
 	fs.DurationVar(&c.WebhookFirstRetry, "webhook-first-retry", c.WebhookFirstRetry, "wait before the first webhook retry; doubles each time, up to 5m, 12 attempts")
 	fs.DurationVar(&c.WebhookInterval, "webhook-interval", c.WebhookInterval, "how often to look for webhook pushes that are due")
+	fs.DurationVar(&c.ReviewOverdue, "review-overdue", c.ReviewOverdue, "age at which a pending review is listed as overdue")
+	fs.DurationVar(&c.ReviewSweepInterval, "review-sweep-interval", c.ReviewSweepInterval, "how often to raise reviews from the log (they are also raised before every review list)")
+	fs.IntVar(&c.AnomalySubjects, "anomaly-subjects", c.AnomalySubjects, "different people one employee may check in an hour before it is an anomaly")
+	fs.StringVar(&c.OfficeHours, "office-hours", c.OfficeHours, `when checks are expected, "HH-HH [mon-fri] [TIME ZONE]"; checks outside are anomalies ("" to turn off)`)
 	fs.BoolVar(&c.Migrate, "migrate", c.Migrate, "apply database migrations before serving")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: text or json")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn or error")
@@ -87,6 +103,9 @@ func (c *Config) validate() error {
 	}
 	if c.BrokerID == "" {
 		return fmt.Errorf("--broker-id must not be empty")
+	}
+	if _, err := parseOfficeHours(c.OfficeHours); err != nil {
+		return err
 	}
 	if c.Keys != "vault" && !strings.HasPrefix(c.Keys, "file:") {
 		return fmt.Errorf("--keys %q: want file:DIR or vault", c.Keys)
@@ -108,6 +127,9 @@ func (c Config) LogValue() slog.Value {
 		slog.String("duty_desk_phone", c.DutyDeskPhone),
 		slog.Int("emergency_limit", c.EmergencyLimit),
 		slog.Bool("webhook_allow_http", c.WebhookAllowHTTP),
+		slog.Duration("review_overdue", c.ReviewOverdue),
+		slog.Int("anomaly_subjects", c.AnomalySubjects),
+		slog.String("office_hours", c.OfficeHours),
 		slog.Bool("migrate", c.Migrate),
 		slog.String("log_format", c.LogFormat),
 		slog.String("log_level", c.LogLevel),
@@ -134,4 +156,48 @@ func newLogger(format, level string) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+}
+
+// parseOfficeHours reads "07-18 mon-fri Europe/Oslo" ("" turns the signal off).
+func parseOfficeHours(s string) (broker.OfficeHours, error) {
+	h := broker.OfficeHours{TimeZone: "Europe/Oslo"}
+	fields := strings.Fields(s)
+	if len(fields) == 0 {
+		return h, nil
+	}
+	bad := fmt.Errorf("--office-hours %q: want HH-HH [mon-fri] [TIME ZONE], e.g. \"07-18 mon-fri Europe/Oslo\"", s)
+	var err error
+	if h.Start, h.End, err = hourRange(fields[0]); err != nil {
+		return h, bad
+	}
+	for _, f := range fields[1:] {
+		switch {
+		case f == "mon-fri":
+			h.Weekdays = true
+		case strings.Contains(f, "/") || f == "UTC":
+			if _, err := time.LoadLocation(f); err != nil {
+				return h, bad
+			}
+			h.TimeZone = f
+		default:
+			return h, bad
+		}
+	}
+	h.Enabled = true
+	return h, nil
+}
+
+func hourRange(s string) (int, int, error) {
+	a, b, ok := strings.Cut(s, "-")
+	start, err1 := strconv.Atoi(a)
+	end, err2 := strconv.Atoi(b)
+	if !ok || err1 != nil || err2 != nil || start < 0 || end > 24 || start >= end {
+		return 0, 0, fmt.Errorf("bad hour range")
+	}
+	return start, end, nil
+}
+
+func (c *Config) officeHours() broker.OfficeHours {
+	h, _ := parseOfficeHours(c.OfficeHours)
+	return h
 }

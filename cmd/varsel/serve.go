@@ -61,6 +61,7 @@ type Main struct {
 
 	notifier       *postgres.Notifier
 	pusher         *service.Pusher
+	sweeper        *service.Sweeper
 	stopBackground context.CancelFunc
 	background     sync.WaitGroup
 
@@ -94,7 +95,8 @@ func (m *Main) Run(ctx context.Context) error {
 	m.Logger.Info("varsel serving", "version", version, "addr", addr.String(), "config", m.Config)
 	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
 	m.stopBackground = stop
-	m.background.Add(4)
+	m.background.Add(5)
+	go func() { defer m.background.Done(); m.sweeper.Run(bg) }()
 	go func() { defer m.background.Done(); m.sweepJTIs(bg) }()
 	go func() { defer m.background.Done(); m.notifier.Run(bg) }()
 	go func() { defer m.background.Done(); m.pusher.Run(bg) }()
@@ -167,7 +169,12 @@ func (m *Main) open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	m.sweeper = &service.Sweeper{Store: db, Interval: c.ReviewSweepInterval, Logger: m.Logger,
+		Rules: postgres.AnomalyRules{Window: time.Hour, MaxSubjects: c.AnomalySubjects, Hours: c.officeHours()}}
 	svc := &service.Service{
+		Reviews:           db,
+		Sweeper:           m.sweeper,
+		ReviewOverdue:     c.ReviewOverdue,
 		Policies:          m.Policies,
 		Audit:             m.AuditWriter,
 		AuditReader:       m.AuditStore,

@@ -1,0 +1,284 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"varsel/audit"
+	"varsel/broker"
+)
+
+// sweepLock keeps two replicas from raising the same anomaly at once.
+const sweepLock = 0x7661_7273_0002
+
+// SyncEmergencyReviews makes a pending review of every allowed emergency
+// decision in the log that has none yet.
+func (db *DB) SyncEmergencyReviews(ctx context.Context) (int64, error) {
+	tag, err := db.Pool.Exec(ctx, `
+		INSERT INTO reviews (seq, kind, actor_agency, actor, ts)
+		SELECT e.seq, 'emergency', e.actor_agency, e.actor, e.ts FROM audit_entries e
+		WHERE e.emergency AND e.decision = 'allow'
+		  AND NOT EXISTS (SELECT 1 FROM reviews r WHERE r.seq = e.seq AND r.kind = 'emergency')
+		ON CONFLICT DO NOTHING`)
+	if err != nil {
+		return 0, fmt.Errorf("sync emergency reviews: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+// AnomalyRules are the snooping signals.
+type AnomalyRules struct {
+	Window      time.Duration // default 1 h
+	MaxSubjects int           // distinct people one employee may check per window; default 30
+	Hours       broker.OfficeHours
+}
+
+// DetectAnomalies raises anomaly reviews for employees who checked since seq
+// after: more than MaxSubjects different people within Window (one review
+// per employee per window), or checks outside office hours (one per
+// employee per day). It returns the seq it scanned up to.
+func (db *DB) DetectAnomalies(ctx context.Context, after int64, rules AnomalyRules) (int64, int64, error) {
+	if rules.Window <= 0 {
+		rules.Window = time.Hour
+	}
+	if rules.MaxSubjects <= 0 {
+		rules.MaxSubjects = 30
+	}
+	var upTo, raised int64
+	err := pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+		var locked bool
+		if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock($1)`, int64(sweepLock)).Scan(&locked); err != nil {
+			return err
+		}
+		if !locked {
+			upTo = after // another replica is sweeping
+			return nil
+		}
+		if err := tx.QueryRow(ctx, `SELECT coalesce(max(seq), $1) FROM audit_entries WHERE seq > $1`, after).Scan(&upTo); err != nil {
+			return err
+		}
+		if upTo == after {
+			return nil
+		}
+		tag, err := tx.Exec(ctx, `
+			WITH cand AS (SELECT DISTINCT actor_agency, actor FROM audit_entries
+			              WHERE seq > $1 AND seq <= $2 AND action = 'check')
+			INSERT INTO reviews (seq, kind, reason, actor_agency, actor, ts)
+			SELECT s.last_seq, 'anomaly', 'many_subjects', c.actor_agency, c.actor, s.last_ts
+			FROM cand c CROSS JOIN LATERAL (
+				SELECT max(e.seq) AS last_seq, max(e.ts) AS last_ts, count(DISTINCT e.subject_ref) AS n
+				FROM audit_entries e
+				WHERE e.actor_agency = c.actor_agency AND e.actor = c.actor AND e.action = 'check'
+				  AND e.subject_ref <> '' AND e.ts > now() - make_interval(secs => $3)) s
+			WHERE s.n > $4 AND NOT EXISTS (
+				SELECT 1 FROM reviews r WHERE r.kind = 'anomaly' AND r.reason = 'many_subjects'
+				  AND r.actor_agency = c.actor_agency AND r.actor = c.actor AND r.ts > now() - make_interval(secs => $3))
+			ON CONFLICT DO NOTHING`, after, upTo, rules.Window.Seconds(), rules.MaxSubjects)
+		if err != nil {
+			return fmt.Errorf("detect many subjects: %w", err)
+		}
+		raised += tag.RowsAffected()
+		if h := rules.Hours; h.Enabled {
+			tz := h.TimeZone
+			if tz == "" {
+				tz = "Europe/Oslo"
+			}
+			tag, err := tx.Exec(ctx, `
+				INSERT INTO reviews (seq, kind, reason, actor_agency, actor, ts)
+				SELECT DISTINCT ON (actor_agency, actor, day) seq, 'anomaly', 'off_hours', actor_agency, actor, ts
+				FROM (SELECT seq, actor_agency, actor, ts, (ts AT TIME ZONE $3)::date AS day,
+				             extract(hour FROM ts AT TIME ZONE $3) AS hour, extract(isodow FROM ts AT TIME ZONE $3) AS dow
+				      FROM audit_entries WHERE seq > $1 AND seq <= $2 AND action = 'check') x
+				WHERE (x.hour < $4 OR x.hour >= $5 OR ($6 AND x.dow > 5))
+				  AND NOT EXISTS (SELECT 1 FROM reviews r WHERE r.kind = 'anomaly' AND r.reason = 'off_hours'
+				        AND r.actor_agency = x.actor_agency AND r.actor = x.actor AND (r.ts AT TIME ZONE $3)::date = x.day)
+				ORDER BY actor_agency, actor, day, seq
+				ON CONFLICT DO NOTHING`, after, upTo, tz, h.Start, h.End, h.Weekdays)
+			if err != nil {
+				return fmt.Errorf("detect off-hours checks: %w", err)
+			}
+			raised += tag.RowsAffected()
+		}
+		return nil
+	})
+	return upTo, raised, err
+}
+
+// ReviewQuery selects reviews.
+type ReviewQuery struct {
+	Scope      string // actor agency; "" for all
+	Status     string // pending, justified, unjustified, overdue, or "" for all
+	Kind       string // emergency, anomaly or ""
+	OverdueAge time.Duration
+	AfterSeq   int64
+	Limit      int
+}
+
+const reviewColumns = `r.seq, r.kind, r.reason, r.actor_agency, r.actor, r.ts, r.created_at, r.status, r.note,
+	r.judged_by, r.judged_agency, r.judged_at, r.verdict_seq,
+	r.status = 'pending' AND r.created_at < now() - make_interval(secs => $1),
+	e.action, e.office, e.role, e.legal_basis, e.flag_ids, e.justification`
+
+func scanReview(row pgx.Row) (*broker.Review, error) {
+	var r broker.Review
+	err := row.Scan(&r.Seq, &r.Kind, &r.Reason, &r.ActorAgency, &r.Actor, &r.At, &r.CreatedAt, &r.Status, &r.Note,
+		&r.JudgedBy, &r.JudgedAgency, &r.JudgedAt, &r.VerdictSeq, &r.Overdue,
+		&r.Action, &r.Office, &r.Role, &r.LegalBasis, &r.FlagIDs, &r.Justification)
+	if err != nil {
+		return nil, err
+	}
+	r.At, r.CreatedAt = r.At.UTC(), r.CreatedAt.UTC()
+	return &r, nil
+}
+
+// Reviews lists reviews, oldest first.
+func (db *DB) Reviews(ctx context.Context, q ReviewQuery) ([]*broker.Review, error) {
+	rows, err := db.Pool.Query(ctx, `SELECT `+reviewColumns+`
+		FROM reviews r JOIN audit_entries e ON e.seq = r.seq
+		WHERE ($2 = '' OR r.actor_agency = $2)
+		  AND ($3 = '' OR r.kind = $3)
+		  AND ($4 = '' OR ($4 = 'overdue' AND r.status = 'pending' AND r.created_at < now() - make_interval(secs => $1))
+		                OR r.status = $4)
+		  AND r.seq > $5
+		ORDER BY r.seq, r.kind LIMIT $6`, q.OverdueAge.Seconds(), q.Scope, q.Kind, q.Status, q.AfterSeq, q.Limit)
+	if err != nil {
+		return nil, fmt.Errorf("list reviews: %w", err)
+	}
+	defer rows.Close()
+	out := []*broker.Review{}
+	for rows.Next() {
+		r, err := scanReview(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// ReviewsAt returns the reviews of one audit entry (an emergency and an
+// anomaly review may share one).
+func (db *DB) ReviewsAt(ctx context.Context, seq int64, overdueAge time.Duration) ([]*broker.Review, error) {
+	rows, err := db.Pool.Query(ctx, `SELECT `+reviewColumns+`
+		FROM reviews r JOIN audit_entries e ON e.seq = r.seq WHERE r.seq = $2 ORDER BY r.kind`, overdueAge.Seconds(), seq)
+	if err != nil {
+		return nil, fmt.Errorf("select reviews at %d: %w", seq, err)
+	}
+	defer rows.Close()
+	var out []*broker.Review
+	for rows.Next() {
+		r, err := scanReview(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// Judge records a verdict on a pending review with its audit entry, in one
+// transaction. Errors: ENOTFOUND, ECONFLICT when it was already judged.
+func (db *DB) Judge(ctx context.Context, seq int64, kind, verdict, note, by, agency string, e *audit.Entry) error {
+	return pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+		var status string
+		err := tx.QueryRow(ctx, `SELECT status FROM reviews WHERE seq = $1 AND kind = $2 FOR UPDATE`, seq, kind).Scan(&status)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return broker.Errorf(broker.ENOTFOUND, "no such review")
+		} else if err != nil {
+			return fmt.Errorf("select review: %w", err)
+		}
+		if status != broker.ReviewPending {
+			return broker.Errorf(broker.ECONFLICT, "review %d was already judged %s", seq, status)
+		}
+		if err := appendAudit(ctx, tx, e); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `UPDATE reviews SET status = $3, note = $4, judged_by = $5, judged_agency = $6,
+			judged_at = now(), verdict_seq = $7 WHERE seq = $1 AND kind = $2`, seq, kind, verdict, note, by, agency, e.Seq)
+		return err
+	})
+}
+
+// scopeClause limits audit entries to an agency's view: its own actors'
+// entries, and entries that disclosed a flag it issued. $1 is the agency
+// ("" for all).
+const scopeClause = `($1 = '' OR e.actor_agency = $1 OR e.flag_ids && ARRAY(SELECT id FROM flags WHERE issuer = $1))`
+
+// SubjectReport lists every disclosure about a person (by subject ref)
+// within scope: checks that disclosed flags, and inbox reads and pushes of
+// warnings about them, with the verdict of any emergency review.
+func (db *DB) SubjectReport(ctx context.Context, scope, subjectRef string) ([]broker.ReportItem, error) {
+	rows, err := db.Pool.Query(ctx, `
+		SELECT e.seq, e.ts, e.actor_agency, e.office, e.role, e.action, e.flag_ids, e.legal_basis, e.emergency,
+		       coalesce(r.status, '')
+		FROM audit_entries e LEFT JOIN reviews r ON r.seq = e.seq AND r.kind = 'emergency'
+		WHERE `+scopeClause+` AND e.decision = 'allow' AND e.action = ANY($3) AND cardinality(e.flag_ids) > 0
+		  AND (e.subject_ref = $2 OR e.flag_ids && ARRAY(SELECT id FROM flags WHERE subject_ref = $2))
+		ORDER BY e.seq`, scope, subjectRef, DisclosureActions)
+	if err != nil {
+		return nil, fmt.Errorf("subject report: %w", err)
+	}
+	defer rows.Close()
+	out := []broker.ReportItem{}
+	for rows.Next() {
+		var it broker.ReportItem
+		if err := rows.Scan(&it.Seq, &it.At, &it.Agency, &it.Office, &it.Role, &it.Action, &it.FlagIDs, &it.LegalBasis,
+			&it.Emergency, &it.Verdict); err != nil {
+			return nil, err
+		}
+		it.At = it.At.UTC()
+		out = append(out, it)
+	}
+	return out, rows.Err()
+}
+
+// GroupBy values of Stats.
+var StatGroups = map[string]string{
+	"agency":      `e.actor_agency`,
+	"action":      `e.action`,
+	"day":         `to_char(e.ts AT TIME ZONE 'UTC', 'YYYY-MM-DD')`,
+	"legal_basis": `unnest(CASE WHEN e.legal_basis = '' THEN ARRAY[''] ELSE string_to_array(e.legal_basis, ',') END)`,
+}
+
+// Stats counts checks, disclosures, denials, emergency uses and anomalies
+// in [from, to) within scope, grouped.
+func (db *DB) Stats(ctx context.Context, scope string, from, to time.Time, groupBy string) ([]broker.StatRow, error) {
+	key, ok := StatGroups[groupBy]
+	if !ok {
+		return nil, broker.CodeErrorf(broker.EINVALID, broker.CodeInvalidField, "group_by must be agency, legal_basis, action or day")
+	}
+	rows, err := db.Pool.Query(ctx, `
+		SELECT k, count(*) FILTER (WHERE action = 'check'),
+		       count(*) FILTER (WHERE decision = 'allow' AND action = ANY($4) AND cardinality(flag_ids) > 0),
+		       count(*) FILTER (WHERE decision = 'deny'),
+		       count(*) FILTER (WHERE emergency AND decision = 'allow'),
+		       count(*) FILTER (WHERE anomaly)
+		FROM (SELECT `+key+` AS k, e.action, e.decision, e.flag_ids, e.emergency,
+		             EXISTS (SELECT 1 FROM reviews r WHERE r.seq = e.seq AND r.kind = 'anomaly') AS anomaly
+		      FROM audit_entries e WHERE `+scopeClause+` AND e.ts >= $2 AND e.ts < $3) x
+		GROUP BY k ORDER BY k`, scope, from, to, DisclosureActions)
+	if err != nil {
+		return nil, fmt.Errorf("audit stats: %w", err)
+	}
+	defer rows.Close()
+	out := []broker.StatRow{}
+	for rows.Next() {
+		var r broker.StatRow
+		if err := rows.Scan(&r.Key, &r.Checks, &r.Disclosures, &r.Denials, &r.Emergencies, &r.Anomalies); err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// SeqBefore returns the last seq of entries older than t (0 when none).
+func (db *DB) SeqBefore(ctx context.Context, t time.Time) (int64, error) {
+	var seq int64
+	err := db.Pool.QueryRow(ctx, `SELECT coalesce(max(seq), 0) FROM audit_entries WHERE ts < $1`, t).Scan(&seq)
+	return seq, err
+}

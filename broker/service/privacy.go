@@ -1,0 +1,324 @@
+package service
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+
+	"varsel/audit"
+	"varsel/broker"
+	"varsel/broker/postgres"
+	"varsel/policies"
+)
+
+// ReviewStore keeps reviews and answers privacy officers' questions.
+type ReviewStore interface {
+	SyncEmergencyReviews(ctx context.Context) (int64, error)
+	DetectAnomalies(ctx context.Context, after int64, rules postgres.AnomalyRules) (upTo, raised int64, err error)
+	SeqBefore(ctx context.Context, t time.Time) (int64, error)
+	Reviews(ctx context.Context, q postgres.ReviewQuery) ([]*broker.Review, error)
+	ReviewsAt(ctx context.Context, seq int64, overdueAge time.Duration) ([]*broker.Review, error)
+	Judge(ctx context.Context, seq int64, kind, verdict, note, by, agency string, e *audit.Entry) error
+	SubjectReport(ctx context.Context, scope, subjectRef string) ([]broker.ReportItem, error)
+	Stats(ctx context.Context, scope string, from, to time.Time, groupBy string) ([]broker.StatRow, error)
+}
+
+// Sweeper turns the log into reviews: a pending review for every emergency
+// disclosure, and anomaly reviews for snooping signals. It runs in the
+// background and before every review list, so the list is always current.
+type Sweeper struct {
+	Store    ReviewStore
+	Rules    postgres.AnomalyRules
+	Interval time.Duration // default 30 s
+	Logger   *slog.Logger
+
+	mu        sync.Mutex
+	watermark int64
+	started   bool
+}
+
+// Sweep brings the reviews up to date with the log.
+func (sw *Sweeper) Sweep(ctx context.Context) error {
+	sw.mu.Lock()
+	defer sw.mu.Unlock()
+	if _, err := sw.Store.SyncEmergencyReviews(ctx); err != nil {
+		return err
+	}
+	if !sw.started {
+		window := sw.Rules.Window
+		if window <= 0 {
+			window = time.Hour
+		}
+		// Entries older than the window cannot make a new signal.
+		seq, err := sw.Store.SeqBefore(ctx, time.Now().Add(-window-time.Minute))
+		if err != nil {
+			return err
+		}
+		sw.watermark, sw.started = seq, true
+	}
+	upTo, _, err := sw.Store.DetectAnomalies(ctx, sw.watermark, sw.Rules)
+	if err != nil {
+		return err
+	}
+	sw.watermark = upTo
+	return nil
+}
+
+// Run sweeps every Interval until ctx ends.
+func (sw *Sweeper) Run(ctx context.Context) {
+	interval := sw.Interval
+	if interval <= 0 {
+		interval = 30 * time.Second
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := sw.Sweep(ctx); err != nil && ctx.Err() == nil && sw.Logger != nil {
+			sw.Logger.Warn("review sweep", "subsystem", "reviews", "err", err)
+		}
+	}
+}
+
+// scope is the agency whose view p has of the log: "" for the broker
+// operator's auditors, who see all.
+func scope(p *broker.Principal) string {
+	if p.AgencyKind == broker.KindBroker {
+		return ""
+	}
+	return p.Agency
+}
+
+// ReviewList is a page of reviews.
+type ReviewList struct {
+	Reviews []*broker.Review `json:"reviews"`
+	Audit   audit.Receipt    `json:"audit"`
+}
+
+// Review statuses a list may ask for.
+var reviewStatuses = map[string]bool{"": true, "pending": true, "justified": true, "unjustified": true, "overdue": true}
+
+// ListReviews lists the reviews of the caller's agency's decisions (all,
+// for the operator's auditors). A review pending longer than ReviewOverdue
+// is marked overdue.
+func (s *Service) ListReviews(ctx context.Context, p *broker.Principal, q url.Values) (*ReviewList, error) {
+	rq := postgres.ReviewQuery{Status: q.Get("status"), Kind: q.Get("kind"), OverdueAge: s.overdueAge(), Limit: DefaultSearchLimit}
+	if rq.Status == "all" {
+		rq.Status = ""
+	}
+	if !reviewStatuses[rq.Status] {
+		return nil, broker.CodeErrorf(broker.EINVALID, broker.CodeInvalidField, "status must be pending, justified, unjustified, overdue or all")
+	}
+	if rq.Kind != "" && rq.Kind != broker.ReviewEmergency && rq.Kind != broker.ReviewAnomaly {
+		return nil, broker.CodeErrorf(broker.EINVALID, broker.CodeInvalidField, "kind must be emergency or anomaly")
+	}
+	if v := q.Get("after_seq"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			return nil, broker.CodeErrorf(broker.EINVALID, broker.CodeInvalidField, "after_seq must be a seq")
+		}
+		rq.AfterSeq = n
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > MaxSearchLimit {
+			return nil, broker.CodeErrorf(broker.EINVALID, broker.CodeInvalidField, "limit must be 1 to %d", MaxSearchLimit)
+		}
+		rq.Limit = n
+	}
+	if _, err := s.authorize(ctx, p, policies.ActionAuditReview, nil, nil); err != nil {
+		return nil, err
+	}
+	if s.Sweeper != nil {
+		if err := s.Sweeper.Sweep(ctx); err != nil {
+			return nil, &broker.Error{Kind: broker.EUNAVAILABLE, Code: "audit_unavailable", Message: "reviews cannot be brought up to date", Err: err}
+		}
+	}
+	rq.Scope = scope(p)
+	reviews, err := s.Reviews.Reviews(ctx, rq)
+	if err != nil {
+		return nil, &broker.Error{Kind: broker.EUNAVAILABLE, Code: "audit_unavailable", Message: "reviews cannot be read", Err: err}
+	}
+	e := s.entry(p, "audit.reviews", audit.Allow)
+	e.Reasons = []string{"status:" + rq.Status}
+	r, err := s.Audit.Append(ctx, e)
+	if err != nil {
+		return nil, err
+	}
+	return &ReviewList{Reviews: reviews, Audit: r}, nil
+}
+
+func (s *Service) overdueAge() time.Duration {
+	if s.ReviewOverdue > 0 {
+		return s.ReviewOverdue
+	}
+	return 7 * 24 * time.Hour
+}
+
+// VerdictRequest is the body of POST /v1/audit/reviews/{seq}.
+type VerdictRequest struct {
+	Verdict string `json:"verdict"`
+	Note    string `json:"note"`
+	Kind    string `json:"kind,omitempty"` // needed only when an entry has two reviews
+}
+
+// Judge records a privacy officer's verdict on a review of a decision by
+// their agency's staff (any, for the operator's auditors). The verdict is
+// itself an audit entry, committed with it.
+func (s *Service) Judge(ctx context.Context, p *broker.Principal, seqText string, req VerdictRequest) (*broker.Review, error) {
+	seq, err := strconv.ParseInt(seqText, 10, 64)
+	if err != nil || seq < 1 {
+		return nil, broker.Errorf(broker.ENOTFOUND, "no such review")
+	}
+	if req.Verdict != broker.ReviewJustified && req.Verdict != broker.ReviewUnjustified {
+		return nil, broker.CodeErrorf(broker.EINVALID, broker.CodeInvalidField, "verdict must be justified or unjustified")
+	}
+	if len(req.Note) > 1000 {
+		return nil, broker.CodeErrorf(broker.EINVALID, broker.CodeInvalidField, "note must be at most 1000 characters")
+	}
+	if req.Verdict == broker.ReviewUnjustified && req.Note == "" {
+		return nil, broker.CodeErrorf(broker.EINVALID, broker.CodeInvalidField, "an unjustified verdict needs a note")
+	}
+	if _, err := s.authorize(ctx, p, policies.ActionAuditReview, nil, nil); err != nil {
+		return nil, err
+	}
+	if s.Sweeper != nil {
+		if err := s.Sweeper.Sweep(ctx); err != nil {
+			return nil, &broker.Error{Kind: broker.EUNAVAILABLE, Code: "audit_unavailable", Message: "reviews cannot be brought up to date", Err: err}
+		}
+	}
+	all, err := s.Reviews.ReviewsAt(ctx, seq, s.overdueAge())
+	if err != nil {
+		return nil, &broker.Error{Kind: broker.EUNAVAILABLE, Code: "audit_unavailable", Message: "reviews cannot be read", Err: err}
+	}
+	var candidates []*broker.Review
+	for _, r := range all {
+		if (scope(p) == "" || r.ActorAgency == p.Agency) && (req.Kind == "" || r.Kind == req.Kind) {
+			candidates = append(candidates, r)
+		}
+	}
+	if len(candidates) == 0 {
+		e := s.entry(p, "review.verdict", audit.Deny)
+		e.Reasons = []string{fmt.Sprintf("review:%d", seq), "no_visible_review"}
+		if _, err := s.Audit.Append(ctx, e); err != nil {
+			return nil, err
+		}
+		return nil, broker.Errorf(broker.ENOTFOUND, "no such review")
+	}
+	if len(candidates) > 1 {
+		return nil, broker.CodeErrorf(broker.EINVALID, broker.CodeInvalidField, "entry %d has an emergency and an anomaly review: say which with kind", seq)
+	}
+	r := candidates[0]
+	e := s.entry(p, "review.verdict", audit.Allow)
+	e.FlagIDs, e.LegalBasis = r.FlagIDs, r.LegalBasis
+	e.Reasons = []string{fmt.Sprintf("review:%s:%d", r.Kind, seq), "verdict:" + req.Verdict}
+	if err := s.Reviews.Judge(ctx, seq, r.Kind, req.Verdict, req.Note, p.Sub, p.Agency, e); err != nil {
+		return nil, err
+	}
+	now := s.now().UTC()
+	r.Status, r.Note, r.JudgedBy, r.JudgedAgency, r.JudgedAt, r.VerdictSeq, r.Overdue = req.Verdict, req.Note, p.Sub, p.Agency, &now, &e.Seq, false
+	return r, nil
+}
+
+// SubjectReportRequest is the body of POST /v1/audit/subject-report.
+type SubjectReportRequest struct {
+	Subject string `json:"subject"`
+}
+
+// SubjectReport lists every disclosure about one person within the
+// officer's view, to answer the person's access request. The number is
+// never echoed; the call is audited.
+type SubjectReport struct {
+	Disclosures []broker.ReportItem `json:"disclosures"`
+	Audit       audit.Receipt       `json:"audit"`
+}
+
+// Report builds a person's disclosure report.
+func (s *Service) Report(ctx context.Context, p *broker.Principal, req SubjectReportRequest) (*SubjectReport, error) {
+	subj, err := broker.ParseSubject(req.Subject, s.TestSubjects)
+	if err != nil {
+		return nil, err
+	}
+	ref := s.Subjects.Ref(subj)
+	if _, err := s.authorize(ctx, p, policies.ActionAuditReport, nil, func(e *audit.Entry) { e.SubjectRef = ref }); err != nil {
+		return nil, err
+	}
+	if s.Sweeper != nil {
+		if err := s.Sweeper.Sweep(ctx); err != nil {
+			return nil, &broker.Error{Kind: broker.EUNAVAILABLE, Code: "audit_unavailable", Message: "reviews cannot be brought up to date", Err: err}
+		}
+	}
+	items, err := s.Reviews.SubjectReport(ctx, scope(p), ref)
+	if err != nil {
+		return nil, &broker.Error{Kind: broker.EUNAVAILABLE, Code: "audit_unavailable", Message: "the audit log cannot be read", Err: err}
+	}
+	e := s.entry(p, policies.ActionAuditReport, audit.Allow)
+	e.SubjectRef = ref
+	r, err := s.Audit.Append(ctx, e)
+	if err != nil {
+		return nil, err
+	}
+	return &SubjectReport{Disclosures: items, Audit: r}, nil
+}
+
+// Stats are audit figures for a period.
+type Stats struct {
+	From    time.Time        `json:"from"`
+	To      time.Time        `json:"to"`
+	GroupBy string           `json:"group_by"`
+	Groups  []broker.StatRow `json:"groups"`
+	Audit   audit.Receipt    `json:"audit"`
+}
+
+// AuditStats counts checks, disclosures, denials, emergency uses and
+// anomalies in [from, to) (default: the last 30 days) within the caller's view.
+func (s *Service) AuditStats(ctx context.Context, p *broker.Principal, q url.Values) (*Stats, error) {
+	to := s.now().UTC()
+	from := to.Add(-30 * 24 * time.Hour)
+	var err error
+	if v := q.Get("to"); v != "" {
+		if to, err = time.Parse(time.RFC3339, v); err != nil {
+			return nil, broker.CodeErrorf(broker.EINVALID, broker.CodeInvalidField, "to must be an RFC 3339 time")
+		}
+	}
+	if v := q.Get("from"); v != "" {
+		if from, err = time.Parse(time.RFC3339, v); err != nil {
+			return nil, broker.CodeErrorf(broker.EINVALID, broker.CodeInvalidField, "from must be an RFC 3339 time")
+		}
+	}
+	if !to.After(from) {
+		return nil, broker.CodeErrorf(broker.EINVALID, "invalid_range", "to must be after from")
+	}
+	groupBy := q.Get("group_by")
+	if groupBy == "" {
+		groupBy = "agency"
+	}
+	if _, ok := postgres.StatGroups[groupBy]; !ok {
+		return nil, broker.CodeErrorf(broker.EINVALID, broker.CodeInvalidField, "group_by must be agency, legal_basis, action or day")
+	}
+	if _, err := s.authorize(ctx, p, policies.ActionAuditStats, nil, nil); err != nil {
+		return nil, err
+	}
+	if s.Sweeper != nil {
+		if err := s.Sweeper.Sweep(ctx); err != nil {
+			return nil, &broker.Error{Kind: broker.EUNAVAILABLE, Code: "audit_unavailable", Message: "reviews cannot be brought up to date", Err: err}
+		}
+	}
+	rows, err := s.Reviews.Stats(ctx, scope(p), from, to, groupBy)
+	if err != nil {
+		return nil, &broker.Error{Kind: broker.EUNAVAILABLE, Code: "audit_unavailable", Message: "the audit log cannot be read", Err: err}
+	}
+	r, err := s.Audit.Append(ctx, s.entry(p, policies.ActionAuditStats, audit.Allow))
+	if err != nil {
+		return nil, err
+	}
+	return &Stats{From: from, To: to, GroupBy: groupBy, Groups: rows, Audit: r}, nil
+}
