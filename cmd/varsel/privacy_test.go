@@ -170,7 +170,7 @@ func TestSubjectReportAndStats(t *testing.T) {
 		r, _ := w.check(c, map[string]any{"subject": personA, "purpose": "meeting"})
 		disclosedA = append(disclosedA, r.Audit.Seq)
 	}
-	w.check(w.caseworker(), map[string]any{"subject": personB, "purpose": "meeting"})                      // about B
+	w.check(w.caseworker(), map[string]any{"subject": personB, "purpose": "meeting"})                              // about B
 	w.check(w.as(w.health, "lege", "health-worker", ""), map[string]any{"subject": personA, "purpose": "meeting"}) // clear: no disclosure
 	warned, _ := w.warn(warningBody(personA, "nav-bergen"))
 	inbox, _ := w.inbox(w.as(w.navOther, "cw-b", "caseworker", "nav-bergen"), "")
