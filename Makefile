@@ -5,7 +5,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LISTEN  ?= 127.0.0.1:8080
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test lint stop wipe
+.PHONY: help build run test lint bench stop wipe
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -29,6 +29,11 @@ lint: ## gofmt, go vet, opa fmt and opa check --strict
 	$(GO) vet ./...
 	@out=$$($(GO) tool opa fmt --list policies); if [ -n "$$out" ]; then echo "opa fmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) tool opa check --strict policies
+
+bench: build ## a short load run (about 2 minutes) that rewrites the load section of docs/performance.md
+	@mkdir -p .data
+	$(BIN) bench --flags 100000 --entries 1000000 --duration 20s --opa-duration 10s \
+		--out .data/bench-result.json --markdown docs/performance.md
 
 stop: ## stop the dev and test Postgres clusters
 	-deploy/pg.sh stop

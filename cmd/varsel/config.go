@@ -32,6 +32,7 @@ type Config struct {
 	ReviewSweepInterval time.Duration
 	AnomalySubjects     int
 	OfficeHours         string
+	PprofListen         string
 	WebhookFirstRetry   time.Duration
 	WebhookInterval     time.Duration
 	TestSubjects        bool
@@ -87,6 +88,7 @@ func (c *Config) register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.ReviewSweepInterval, "review-sweep-interval", c.ReviewSweepInterval, "how often to raise reviews from the log (they are also raised before every review list)")
 	fs.IntVar(&c.AnomalySubjects, "anomaly-subjects", c.AnomalySubjects, "different people one employee may check in an hour before it is an anomaly")
 	fs.StringVar(&c.OfficeHours, "office-hours", c.OfficeHours, `when checks are expected, "HH-HH [mon-fri] [TIME ZONE]"; checks outside are anomalies ("" to turn off)`)
+	fs.StringVar(&c.PprofListen, "pprof-listen", c.PprofListen, "serve Go's pprof profiles on this loopback address (off when empty)")
 	fs.BoolVar(&c.Migrate, "migrate", c.Migrate, "apply database migrations before serving")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: text or json")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn or error")

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/pprof"
 	"strings"
 	"sync"
 	"time"
@@ -101,6 +103,9 @@ func (m *Main) Run(ctx context.Context) error {
 	go func() { defer m.background.Done(); m.notifier.Run(bg) }()
 	go func() { defer m.background.Done(); m.pusher.Run(bg) }()
 	go func() { defer m.background.Done(); m.Checkpointer.Run(bg) }()
+	if c := m.Config.PprofListen; c != "" {
+		go m.servePprof(bg, c)
+	}
 	close(m.ready)
 	return m.Server.Serve(ctx)
 }
@@ -268,4 +273,22 @@ func runMigrate(ctx context.Context, args []string, o cmdIO) error {
 	}
 	fmt.Fprintf(o.stdout, "database at schema version %d\n", v)
 	return nil
+}
+
+// servePprof serves runtime profiles for diagnosing load, on loopback only.
+func (m *Main) servePprof(ctx context.Context, addr string) {
+	host, _, err := net.SplitHostPort(addr)
+	if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+		m.Logger.Error("pprof refused: --pprof-listen must be a loopback address", "addr", addr)
+		return
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { <-ctx.Done(); _ = srv.Close() }()
+	if err := srv.ListenAndServe(); err != nil && ctx.Err() == nil {
+		m.Logger.Warn("pprof server", "err", err)
+	}
 }

@@ -1,0 +1,299 @@
+// Package bench is Varsel's load tool: it seeds a database with flags and
+// audit entries, runs the broker as a separate process, drives
+// POST /v1/checks with freshly signed requests from many connections, and
+// measures two references on the same machine in the same run: the bare
+// group-commit ceiling of the audit writer, and a stock OPA server
+// evaluating the same policy over loopback HTTP.
+package bench
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	mrand "math/rand/v2"
+	"net/url"
+	"os"
+	"runtime"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"varsel/broker"
+	"varsel/broker/client"
+	"varsel/schema"
+)
+
+// Config is one load run.
+type Config struct {
+	ServerURL    string        // a PostgreSQL server where a fresh database is created
+	Binary       string        // the varsel binary to run as the broker
+	RepoDir      string        // the repository (policies/ and go.mod for the OPA reference)
+	Flags        int           // flags to seed (default 1,000,000)
+	Entries      int           // audit entries to seed (default 10,000,000)
+	Connections  int           // concurrent connections (default 64)
+	Duration     time.Duration // measured load (default 60 s)
+	Warmup       time.Duration // unmeasured load first (default 3 s)
+	FlaggedShare float64       // share of checks on flagged people (default 0.1)
+	OPADuration  time.Duration // the OPA reference's run (default min(Duration, 15 s)); 0 with SkipOPA
+	SkipOPA      bool
+	Out          string    // JSON result file ("" for none)
+	Log          io.Writer // progress lines
+	KeepDB       bool      // keep the database afterwards
+}
+
+func (c *Config) defaults() {
+	if c.Flags == 0 {
+		c.Flags = 1_000_000
+	}
+	if c.Entries == 0 {
+		c.Entries = 10_000_000
+	}
+	if c.Connections == 0 {
+		c.Connections = 64
+	}
+	if c.Duration == 0 {
+		c.Duration = 60 * time.Second
+	}
+	if c.Warmup == 0 {
+		c.Warmup = 3 * time.Second
+	}
+	if c.FlaggedShare == 0 {
+		c.FlaggedShare = 0.1
+	}
+	if c.OPADuration == 0 {
+		c.OPADuration = min(c.Duration, 15*time.Second)
+	}
+	if c.Log == nil {
+		c.Log = io.Discard
+	}
+}
+
+// Result is what a run measured.
+type Result struct {
+	Machine     string        `json:"machine"`
+	Command     string        `json:"command"`
+	StartedAt   time.Time     `json:"started_at"`
+	Flags       int           `json:"flags"`
+	Entries     int           `json:"entries_seeded"`
+	Connections int           `json:"connections"`
+	Duration    time.Duration `json:"duration_ns"`
+	SeedSeconds float64       `json:"seed_seconds"`
+
+	Requests      int64              `json:"requests"`
+	OK            int64              `json:"ok"`
+	Precautions   int64              `json:"precautions"`
+	Errors        map[string]int64   `json:"errors"`
+	RPS           float64            `json:"requests_per_second"`
+	Latency       map[string]float64 `json:"latency_ms"` // p50 p90 p99 max
+	BrokerCPU     float64            `json:"broker_cpu_seconds"`
+	CPUPerRequest float64            `json:"broker_cpu_ms_per_request"`
+	PeakRSSMiB    float64            `json:"broker_peak_rss_mib"`
+	Answered      int64              `json:"answered_200_total"`
+	Audited       int64              `json:"audited_checks"`
+	AllAudited    bool               `json:"every_answer_audited"`
+
+	CeilingRows   int64   `json:"ceiling_rows"`
+	CeilingRate   float64 `json:"group_commit_rows_per_second"`
+	CeilingRatio  float64 `json:"ratio_to_group_commit"`
+	OPADecisions  int64   `json:"opa_decisions"`
+	OPARate       float64 `json:"opa_decisions_per_second"`
+	OPARatio      float64 `json:"ratio_to_opa"`
+	OPALatencyP99 float64 `json:"opa_p99_ms"`
+}
+
+// Run performs a whole load run.
+func Run(ctx context.Context, cfg Config) (*Result, error) {
+	cfg.defaults()
+	res := &Result{StartedAt: time.Now().UTC(), Flags: cfg.Flags, Entries: cfg.Entries, Connections: cfg.Connections,
+		Duration: cfg.Duration, Errors: map[string]int64{}, Machine: machine()}
+	logf := func(format string, args ...any) { fmt.Fprintf(cfg.Log, format+"\n", args...) }
+
+	dbURL, drop, err := createDatabase(ctx, cfg.ServerURL)
+	if err != nil {
+		return nil, err
+	}
+	if !cfg.KeepDB {
+		defer drop()
+	}
+	logf("database %s", redact(dbURL))
+
+	seedStart := time.Now()
+	w, err := seed(ctx, dbURL, cfg, logf)
+	if err != nil {
+		return nil, err
+	}
+	res.SeedSeconds = time.Since(seedStart).Seconds()
+	logf("seeded %d flags and %d audit entries in %.1f s", cfg.Flags, cfg.Entries, res.SeedSeconds)
+
+	b, err := startBroker(ctx, cfg.Binary, dbURL, w.keyDir, cfg.Connections)
+	if err != nil {
+		return nil, err
+	}
+	defer b.stop()
+	logf("broker pid %d at %s", b.cmd.Process.Pid, b.url)
+
+	if err := drive(ctx, cfg, w, b, res, logf); err != nil {
+		return nil, err
+	}
+	b.stop()
+
+	if err := ceiling(ctx, dbURL, cfg, res, logf); err != nil {
+		return nil, err
+	}
+	if !cfg.SkipOPA {
+		if err := opaReference(ctx, cfg, w, res, logf); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Out != "" {
+		data, _ := json.MarshalIndent(res, "", "  ")
+		if err := os.WriteFile(cfg.Out, append(data, '\n'), 0o644); err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func machine() string {
+	model := ""
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "model name") {
+				model = strings.TrimSpace(strings.SplitN(l, ":", 2)[1])
+				break
+			}
+		}
+	}
+	mem := ""
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		var kb int64
+		fmt.Sscanf(strings.SplitN(string(b), "\n", 2)[0], "MemTotal: %d kB", &kb)
+		mem = fmt.Sprintf("%.0f GiB", float64(kb)/(1<<20))
+	}
+	return fmt.Sprintf("%d CPUs (%s), %s, %s/%s, %s", runtime.NumCPU(), model, mem, runtime.GOOS, runtime.GOARCH, runtime.Version())
+}
+
+func redact(u string) string {
+	p, err := url.Parse(u)
+	if err != nil {
+		return "?"
+	}
+	return p.Redacted()
+}
+
+// createDatabase makes a fresh, migrated database on the server.
+func createDatabase(ctx context.Context, server string) (string, func(), error) {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	name := "varsel_bench_" + hex.EncodeToString(b[:])
+	conn, err := pgx.Connect(ctx, server)
+	if err != nil {
+		return "", nil, fmt.Errorf("connect to %s: %w", redact(server), err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		return "", nil, fmt.Errorf("create database: %w", err)
+	}
+	u, _ := url.Parse(server)
+	u.Path = "/" + name
+	dbURL := u.String()
+	if _, err := schema.Migrate(ctx, dbURL); err != nil {
+		return "", nil, err
+	}
+	drop := func() {
+		c, err := pgx.Connect(context.Background(), server)
+		if err == nil {
+			_, _ = c.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+			c.Close(context.Background())
+		}
+	}
+	return dbURL, drop, nil
+}
+
+// percentiles of latencies (sorted in place), in milliseconds.
+func percentiles(lat []time.Duration) map[string]float64 {
+	out := map[string]float64{}
+	if len(lat) == 0 {
+		return out
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	at := func(q float64) float64 {
+		i := int(math.Ceil(q*float64(len(lat)))) - 1
+		return float64(lat[max(i, 0)].Microseconds()) / 1000
+	}
+	out["p50"], out["p90"], out["p99"], out["max"] = at(0.50), at(0.90), at(0.99), at(1)
+	return out
+}
+
+// people generates distinct synthetic national ids (month + 40 for flagged
+// people, month + 80 for the others), valid under --test-subjects.
+type people struct{ next int }
+
+func (p *people) take(region int) string {
+	for {
+		i := p.next
+		p.next++
+		day := 1 + i%28
+		month := region + 1 + (i/28)%12
+		year := (i / 336) % 100
+		ind := (i / 33600) % 1000
+		nine := fmt.Sprintf("%02d%02d%02d%03d", day, month, year, ind)
+		if n, ok := withControls(nine); ok {
+			return n
+		}
+	}
+}
+
+func withControls(nine string) (string, bool) {
+	w1 := [9]int{3, 7, 6, 1, 8, 9, 4, 5, 2}
+	w2 := [10]int{5, 4, 3, 2, 7, 6, 5, 4, 3, 2}
+	var d [11]int
+	for i := 0; i < 9; i++ {
+		d[i] = int(nine[i] - '0')
+	}
+	ctl := func(w []int) int {
+		s := 0
+		for i, x := range w {
+			s += x * d[i]
+		}
+		k := 11 - s%11
+		if k == 11 {
+			return 0
+		}
+		if k == 10 {
+			return -1
+		}
+		return k
+	}
+	if d[9] = ctl(w1[:]); d[9] < 0 {
+		return "", false
+	}
+	if d[10] = ctl(w2[:]); d[10] < 0 {
+		return "", false
+	}
+	return fmt.Sprintf("%s%d%d", nine, d[9], d[10]), true
+}
+
+// world is what the seed made: agencies with signers, and the people.
+type world struct {
+	keyDir     string
+	caseworker []employee // who runs checks
+	flagged    []string
+	unflagged  []string
+	flagMeta   [][]map[string]any // for the OPA reference: flags per flagged person
+	subjects   *broker.SubjectHasher
+}
+
+type employee struct {
+	signer *client.Signer
+	emp    client.Employee
+	kind   string
+}
+
+func pick[T any](r *mrand.Rand, s []T) T { return s[r.IntN(len(s))] }

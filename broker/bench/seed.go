@@ -1,0 +1,209 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	mrand "math/rand/v2"
+	"os"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"varsel/audit"
+	auditpg "varsel/audit/postgres"
+	"varsel/broker"
+	"varsel/broker/auth"
+	"varsel/broker/client"
+	"varsel/broker/keys"
+	"varsel/broker/postgres"
+)
+
+type agencySpec struct {
+	id      string
+	kind    broker.AgencyKind
+	offices []string
+}
+
+// agencies are 10 agencies: three NAV offices' worth of state and municipal
+// parts sharing 50 office ids, two police districts, two health trusts.
+func agencies() []agencySpec {
+	var out []agencySpec
+	group := func(g int) []string {
+		var offs []string
+		for i := 1; i <= 50; i++ {
+			if (i-1)%3 == g {
+				offs = append(offs, fmt.Sprintf("nav-office-%02d", i))
+			}
+		}
+		return offs
+	}
+	for g := 0; g < 3; g++ {
+		out = append(out, agencySpec{fmt.Sprintf("nav-state-%d", g+1), broker.KindNAVState, group(g)})
+		out = append(out, agencySpec{fmt.Sprintf("nav-mun-%d", g+1), broker.KindNAVMunicipal, group(g)})
+	}
+	for i := 1; i <= 2; i++ {
+		out = append(out, agencySpec{fmt.Sprintf("police-%d", i), broker.KindPolice, []string{fmt.Sprintf("police-%d-hq", i)}})
+		out = append(out, agencySpec{fmt.Sprintf("health-%d", i), broker.KindHealth, []string{fmt.Sprintf("health-%d-ward", i)}})
+	}
+	return out
+}
+
+func seed(ctx context.Context, dbURL string, cfg Config, logf func(string, ...any)) (*world, error) {
+	keyDir, err := os.MkdirTemp("", "varsel-bench-keys")
+	if err != nil {
+		return nil, err
+	}
+	kd := &keys.Dir{Path: keyDir, Name: "varsel"}
+	if err := kd.Open(); err != nil {
+		return nil, err
+	}
+	sk, ver, err := kd.SubjectKey(ctx)
+	if err != nil {
+		return nil, err
+	}
+	hasher, err := broker.NewSubjectHasher(sk, ver)
+	if err != nil {
+		return nil, err
+	}
+	w := &world{keyDir: keyDir, subjects: hasher}
+
+	db, err := postgres.Open(ctx, dbURL, postgres.Options{MaxConns: 4})
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	for _, a := range agencies() {
+		priv, pub, err := auth.GenerateKey(auth.AlgES256, a.id+"-1")
+		if err != nil {
+			return nil, err
+		}
+		ks, err := auth.ParseJWKS(a.id, pub)
+		if err != nil {
+			return nil, err
+		}
+		if err := db.CreateAgency(ctx, &broker.Agency{ID: a.id, Kind: a.kind, Name: a.id, Offices: a.offices}, ks); err != nil {
+			return nil, err
+		}
+		s, err := client.NewSigner(a.id, priv)
+		if err != nil {
+			return nil, err
+		}
+		if a.kind == broker.KindNAVState || a.kind == broker.KindNAVMunicipal {
+			for i, off := range a.offices {
+				w.caseworker = append(w.caseworker, employee{signer: s, kind: string(a.kind),
+					emp: client.Employee{Sub: fmt.Sprintf("cw-%s-%d", a.id, i), Role: "caseworker", Office: off}})
+			}
+		}
+	}
+
+	var ppl people
+	nPeople := max(cfg.Flags*4/5, 1)
+	w.flagged = make([]string, nPeople)
+	for i := range w.flagged {
+		w.flagged[i] = ppl.take(40)
+	}
+	w.unflagged = make([]string, 100_000)
+	for i := range w.unflagged {
+		w.unflagged[i] = ppl.take(80)
+	}
+	logf("generated %d flagged and %d unflagged people", len(w.flagged), len(w.unflagged))
+
+	if err := seedFlags(ctx, db.Pool, w, cfg.Flags); err != nil {
+		return nil, err
+	}
+	logf("seeded %d flags", cfg.Flags)
+	if err := seedEntries(ctx, db.Pool, cfg.Entries, logf); err != nil {
+		return nil, err
+	}
+	// Fresh statistics for the planner after the bulk load.
+	if _, err := db.Pool.Exec(ctx, "ANALYZE"); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+var flagColumns = []string{"id", "subject_ref", "issuer", "issuer_kind", "issuer_office", "issued_by", "level",
+	"categories", "precautions", "valid_from", "valid_until", "audience_kinds", "audience_offices", "legal_basis",
+	"contact_unit", "contact_phone", "subject_informed"}
+
+func seedFlags(ctx context.Context, pool *pgxpool.Pool, w *world, n int) error {
+	r := mrand.New(mrand.NewPCG(1, 2))
+	now := time.Now()
+	categories := [][]string{{"threats"}, {"violence", "weapons"}, {"harassment", "stalking"}}
+	precautions := [][]string{{"two-staff"}, {"room-near-exit", "alarm-ready"}, {"police-present", "secure-zone-only"}}
+	informed := true
+	const sample = 10_000
+	i := 0
+	src := pgx.CopyFromFunc(func() ([]any, error) {
+		if i == n {
+			return nil, nil
+		}
+		person := i % len(w.flagged)
+		subj, _ := broker.ParseSubject(w.flagged[person], true)
+		ref := w.subjects.Ref(subj)
+		var issuer, kind, basis string
+		var audience []string
+		var inf *bool
+		switch x := r.IntN(100); {
+		case x < 70:
+			issuer, kind, basis, audience = fmt.Sprintf("police-%d", 1+r.IntN(2)), "police", "politiregl-27", []string{"nav-state", "nav-municipal"}
+		case x < 85:
+			issuer, kind, basis, audience = fmt.Sprintf("nav-mun-%d", 1+r.IntN(3)), "nav-municipal", "sotjl-44", []string{"nav-state", "police"}
+		default:
+			issuer, kind, basis, audience = fmt.Sprintf("health-%d", 1+r.IntN(2)), "health", "hpl-23-4", []string{"nav-state"}
+			inf = &informed
+		}
+		id := fmt.Sprintf("%08x-0000-4000-8000-%012x", i, r.Uint64()&0xffffffffffff)
+		if person < sample {
+			for len(w.flagMeta) <= person {
+				w.flagMeta = append(w.flagMeta, nil)
+			}
+			w.flagMeta[person] = append(w.flagMeta[person], map[string]any{"id": id, "level": "high", "issuer_agency": issuer,
+				"issuer_kind": kind, "issuer_office": "", "legal_basis": basis, "audience": map[string]any{"kinds": audience, "offices": []string{}}})
+		}
+		i++
+		return []any{id, ref, issuer, kind, "", "officer", []string{"caution", "high"}[r.IntN(2)], pick(r, categories),
+			pick(r, precautions), now.Add(-time.Hour), now.Add(time.Duration(30+r.IntN(300)) * 24 * time.Hour), audience, []string{},
+			basis, "Seksjon for trusselvurdering", "+47 22 00 00 00", inf}, nil
+	})
+	_, err := pool.CopyFrom(ctx, pgx.Identifier{"flags"}, flagColumns, src)
+	if err != nil {
+		return fmt.Errorf("seed flags: %w", err)
+	}
+	return nil
+}
+
+func seedEntries(ctx context.Context, pool *pgxpool.Pool, n int, logf func(string, ...any)) error {
+	if n == 0 {
+		return nil
+	}
+	r := mrand.New(mrand.NewPCG(3, 4))
+	store := &auditpg.Store{Pool: pool}
+	start := time.Now()
+	base := time.Now().Add(-366 * 24 * time.Hour)
+	step := 365 * 24 * time.Hour / time.Duration(n)
+	const chunk = 1_000_000
+	for done := 0; done < n; done += chunk {
+		size := min(chunk, n-done)
+		err := store.Seed(ctx, size, func(i int, e *audit.Entry) {
+			k := done + i
+			e.TS = audit.FormatTime(base.Add(time.Duration(k) * step))
+			e.ActorAgency = fmt.Sprintf("nav-state-%d", 1+r.IntN(3))
+			e.Actor = fmt.Sprintf("cw-%d", r.IntN(500))
+			e.Role, e.Office, e.Action, e.Decision = "caseworker", fmt.Sprintf("nav-office-%02d", 1+r.IntN(50)), "check", audit.Allow
+			e.SubjectRef = fmt.Sprintf("%064x", r.Uint64())
+			e.PolicyVersion = "seed"
+			e.RequestJTI = fmt.Sprintf("seed-%d", k)
+			if r.IntN(10) == 0 {
+				e.FlagIDs = []string{fmt.Sprintf("%08x-0000-4000-8000-000000000000", r.IntN(1000))}
+				e.LegalBasis = "politiregl-27"
+			}
+		})
+		if err != nil {
+			return err
+		}
+		logf("seeded %d/%d audit entries (%.0f/s)", done+size, n, float64(done+size)/time.Since(start).Seconds())
+	}
+	return nil
+}
