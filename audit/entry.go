@@ -217,7 +217,7 @@ type Query struct {
 	// that disclosed a flag it issued; "" means every entry (the broker
 	// operator's auditors).
 	Scope         string
-	SubjectRef    string
+	SubjectRefs   []string // any of them (a subject's refs across key rotations)
 	ActorAgency   string
 	Actor         string
 	From, To      time.Time // zero: unbounded; To is exclusive

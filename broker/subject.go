@@ -99,8 +99,12 @@ func control(sum int) int {
 // the subject key, so that the same person has the same ref everywhere and
 // the number cannot be recovered without the key.
 type SubjectHasher struct {
-	key     []byte
-	Version string // the key's version, recorded for rotation
+	key     []byte   // the first key: HMAC of the number
+	chain   [][]byte // later keys, each applied to the ref before it
+	Version string   // the newest active key's version
+
+	pending        []byte // a rotation in progress: refs may be stored under it too
+	PendingVersion string
 }
 
 // NewSubjectHasher makes a hasher with key (at least 32 bytes).
@@ -111,8 +115,16 @@ func NewSubjectHasher(key []byte, version string) (*SubjectHasher, error) {
 	return &SubjectHasher{key: append([]byte(nil), key...), Version: version}, nil
 }
 
-// Ref returns the subject ref of s.
+// Ref returns the subject ref of s under the active chain.
 func (h *SubjectHasher) Ref(s Subject) string {
+	ref := h.first(s)
+	for _, k := range h.chain {
+		ref = Rekey(k, ref)
+	}
+	return ref
+}
+
+func (h *SubjectHasher) first(s Subject) string {
 	m := hmac.New(sha256.New, h.key)
 	m.Write([]byte(s.number))
 	return hex.EncodeToString(m.Sum(nil))

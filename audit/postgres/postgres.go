@@ -254,14 +254,14 @@ func (s *Store) Search(ctx context.Context, q audit.Query) ([]audit.Entry, error
 	rows, err := s.Pool.Query(ctx, selectEntries+`
 		WHERE seq > $1
 		  AND ($2 = '' OR actor_agency = $2 OR flag_ids && ARRAY(SELECT id FROM flags WHERE issuer = $2))
-		  AND ($3 = '' OR subject_ref = $3)
+		  AND (cardinality($3::text[]) = 0 OR subject_ref = ANY($3))
 		  AND ($4 = '' OR actor_agency = $4)
 		  AND ($5 = '' OR actor = $5)
 		  AND ($6::timestamptz IS NULL OR ts >= $6)
 		  AND ($7::timestamptz IS NULL OR ts < $7)
 		  AND (NOT $8 OR emergency)
 		ORDER BY seq LIMIT $9`,
-		q.AfterSeq, q.Scope, q.SubjectRef, q.ActorAgency, q.Actor, from, to, q.EmergencyOnly, q.Limit)
+		q.AfterSeq, q.Scope, nonNilStrings(q.SubjectRefs), q.ActorAgency, q.Actor, from, to, q.EmergencyOnly, q.Limit)
 	if err != nil {
 		return nil, fmt.Errorf("search audit: %w", err)
 	}
@@ -341,4 +341,11 @@ func (s *Store) SeqRange(ctx context.Context, from, to time.Time) (first, last i
 	err = s.Pool.QueryRow(ctx, `SELECT coalesce(min(seq), 0), coalesce(max(seq), 0) FROM audit_entries
 		WHERE ts >= $1 AND ts < $2`, from, to).Scan(&first, &last)
 	return first, last, err
+}
+
+func nonNilStrings(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
 }

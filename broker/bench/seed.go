@@ -58,7 +58,7 @@ func seed(ctx context.Context, dbURL string, cfg Config, logf func(string, ...an
 	if err := kd.Open(); err != nil {
 		return nil, err
 	}
-	sk, ver, err := kd.SubjectKey(ctx)
+	sk, ver, err := kd.SubjectKey(ctx, "")
 	if err != nil {
 		return nil, err
 	}

@@ -21,8 +21,9 @@ import (
 
 // Source gives the broker its keys.
 type Source interface {
-	// SubjectKey returns the HMAC key for subject refs and its version.
-	SubjectKey(ctx context.Context) (key []byte, version string, err error)
+	// SubjectKey returns a version of the HMAC key for subject refs ("" for
+	// the latest) and the version it returned.
+	SubjectKey(ctx context.Context, version string) (key []byte, got string, err error)
 	// CheckpointSigner returns the signer of audit checkpoints and its
 	// verifier key in note format (name+hash+base64 public key).
 	CheckpointSigner(ctx context.Context) (note.Signer, string, error)
@@ -83,8 +84,12 @@ func writeNew(path string, data []byte) error {
 	return f.Close()
 }
 
-// SubjectKey reads subject.key. Its version is "file".
-func (d *Dir) SubjectKey(context.Context) ([]byte, string, error) {
+// SubjectKey reads subject.key, the only version ("1") a key directory
+// has; rotation needs a source with versions (Vault).
+func (d *Dir) SubjectKey(_ context.Context, version string) ([]byte, string, error) {
+	if version != "" && version != "1" {
+		return nil, "", fmt.Errorf("subject key version %q: a key directory has only version 1", version)
+	}
 	k, err := os.ReadFile(d.subjectPath())
 	if err != nil {
 		return nil, "", fmt.Errorf("read subject key: %w", err)
@@ -92,7 +97,7 @@ func (d *Dir) SubjectKey(context.Context) ([]byte, string, error) {
 	if len(k) != subjectKeyBytes {
 		return nil, "", fmt.Errorf("subject key %s: want %d bytes, have %d", d.subjectPath(), subjectKeyBytes, len(k))
 	}
-	return k, "file", nil
+	return k, "1", nil
 }
 
 // CheckpointSigner reads checkpoint.key.

@@ -121,10 +121,10 @@ func (db *DB) Flag(ctx context.Context, id string) (*broker.Flag, error) {
 
 // ActiveFlags returns the subject's flags that are active and valid at t:
 // revoked and expired flags never leave the database for a check.
-func (db *DB) ActiveFlags(ctx context.Context, subjectRef string, t time.Time) ([]*broker.Flag, error) {
+func (db *DB) ActiveFlags(ctx context.Context, subjectRefs []string, t time.Time) ([]*broker.Flag, error) {
 	rows, err := db.Pool.Query(ctx, `SELECT `+flagColumns+` FROM flags
-		WHERE subject_ref = $1 AND status = 'active' AND valid_from <= $2 AND valid_until > $2
-		ORDER BY id`, subjectRef, t)
+		WHERE subject_ref = ANY($1) AND status = 'active' AND valid_from <= $2 AND valid_until > $2
+		ORDER BY id`, subjectRefs, t)
 	if err != nil {
 		return nil, fmt.Errorf("select active flags: %w", err)
 	}

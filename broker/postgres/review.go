@@ -211,14 +211,14 @@ const scopeClause = `($1 = '' OR e.actor_agency = $1 OR e.flag_ids && ARRAY(SELE
 // SubjectReport lists every disclosure about a person (by subject ref)
 // within scope: checks that disclosed flags, and inbox reads and pushes of
 // warnings about them, with the verdict of any emergency review.
-func (db *DB) SubjectReport(ctx context.Context, scope, subjectRef string) ([]broker.ReportItem, error) {
+func (db *DB) SubjectReport(ctx context.Context, scope string, subjectRefs []string) ([]broker.ReportItem, error) {
 	rows, err := db.Pool.Query(ctx, `
 		SELECT e.seq, e.ts, e.actor_agency, e.office, e.role, e.action, e.flag_ids, e.legal_basis, e.emergency,
 		       coalesce(r.status, '')
 		FROM audit_entries e LEFT JOIN reviews r ON r.seq = e.seq AND r.kind = 'emergency'
 		WHERE `+scopeClause+` AND e.decision = 'allow' AND e.action = ANY($3) AND cardinality(e.flag_ids) > 0
-		  AND (e.subject_ref = $2 OR e.flag_ids && ARRAY(SELECT id FROM flags WHERE subject_ref = $2))
-		ORDER BY e.seq`, scope, subjectRef, DisclosureActions)
+		  AND (e.subject_ref = ANY($2) OR e.flag_ids && ARRAY(SELECT id FROM flags WHERE subject_ref = ANY($2)))
+		ORDER BY e.seq`, scope, subjectRefs, DisclosureActions)
 	if err != nil {
 		return nil, fmt.Errorf("subject report: %w", err)
 	}

@@ -39,13 +39,15 @@ type AuditSearchResult struct {
 // in the officer's agency or that disclosed a flag it issued; the broker
 // operator's auditors see all. The search is itself audited.
 func (s *Service) SearchAudit(ctx context.Context, p *broker.Principal, req AuditSearch) (*AuditSearchResult, error) {
+	ref := ""
 	q := audit.Query{ActorAgency: req.ActorAgency, Actor: req.Actor, EmergencyOnly: req.EmergencyOnly, AfterSeq: req.AfterSeq, Limit: req.Limit}
 	if req.Subject != nil {
 		subj, err := broker.ParseSubject(*req.Subject, s.TestSubjects)
 		if err != nil {
 			return nil, err
 		}
-		q.SubjectRef = s.Subjects.Ref(subj)
+		q.SubjectRefs = s.Subjects.Refs(subj)
+		ref = s.Subjects.Ref(subj)
 	}
 	if req.From != nil {
 		q.From = *req.From
@@ -66,7 +68,7 @@ func (s *Service) SearchAudit(ctx context.Context, p *broker.Principal, req Audi
 		return nil, broker.CodeErrorf(broker.EINVALID, "invalid_field", "limit must be 1 to %d", MaxSearchLimit)
 	}
 
-	if _, err := s.authorize(ctx, p, policies.ActionAuditSearch, nil, func(e *audit.Entry) { e.SubjectRef = q.SubjectRef }); err != nil {
+	if _, err := s.authorize(ctx, p, policies.ActionAuditSearch, nil, func(e *audit.Entry) { e.SubjectRef = ref }); err != nil {
 		return nil, err
 	}
 	if p.AgencyKind != broker.KindBroker {
@@ -77,7 +79,7 @@ func (s *Service) SearchAudit(ctx context.Context, p *broker.Principal, req Audi
 		return nil, &broker.Error{Kind: broker.EUNAVAILABLE, Code: "audit_unavailable", Message: "the audit log cannot be read", Err: err}
 	}
 	e := s.entry(p, policies.ActionAuditSearch, audit.Allow)
-	e.SubjectRef = q.SubjectRef
+	e.SubjectRef = ref
 	receipt, err := s.Audit.Append(ctx, e)
 	if err != nil {
 		return nil, err

@@ -84,7 +84,7 @@ func (s *Service) Check(ctx context.Context, p *broker.Principal, req CheckReque
 				"an emergency check needs a written justification of %d to %d characters", MinJustification, MaxJustification)
 		}
 	}
-	ref := s.Subjects.Ref(subj)
+	ref, refs := s.Subjects.Ref(subj), s.Subjects.Refs(subj)
 	now := s.now()
 
 	if emergency {
@@ -93,7 +93,7 @@ func (s *Service) Check(ctx context.Context, p *broker.Principal, req CheckReque
 		}
 	}
 
-	flags, err := s.Flags.ActiveFlags(ctx, ref, now)
+	flags, err := s.Flags.ActiveFlags(ctx, refs, now)
 	if err != nil {
 		return nil, &broker.Error{Kind: broker.EUNAVAILABLE, Message: "flags cannot be read", Err: err}
 	}

@@ -23,7 +23,7 @@ type ReviewStore interface {
 	Reviews(ctx context.Context, q postgres.ReviewQuery) ([]*broker.Review, error)
 	ReviewsAt(ctx context.Context, seq int64, overdueAge time.Duration) ([]*broker.Review, error)
 	Judge(ctx context.Context, seq int64, kind, verdict, note, by, agency string, e *audit.Entry) error
-	SubjectReport(ctx context.Context, scope, subjectRef string) ([]broker.ReportItem, error)
+	SubjectReport(ctx context.Context, scope string, subjectRefs []string) ([]broker.ReportItem, error)
 	Stats(ctx context.Context, scope string, from, to time.Time, groupBy string) ([]broker.StatRow, error)
 }
 
@@ -247,7 +247,7 @@ func (s *Service) Report(ctx context.Context, p *broker.Principal, req SubjectRe
 	if err != nil {
 		return nil, err
 	}
-	ref := s.Subjects.Ref(subj)
+	ref, refs := s.Subjects.Ref(subj), s.Subjects.Refs(subj)
 	if _, err := s.authorize(ctx, p, policies.ActionAuditReport, nil, func(e *audit.Entry) { e.SubjectRef = ref }); err != nil {
 		return nil, err
 	}
@@ -256,7 +256,7 @@ func (s *Service) Report(ctx context.Context, p *broker.Principal, req SubjectRe
 			return nil, &broker.Error{Kind: broker.EUNAVAILABLE, Code: "audit_unavailable", Message: "reviews cannot be brought up to date", Err: err}
 		}
 	}
-	items, err := s.Reviews.SubjectReport(ctx, scope(p), ref)
+	items, err := s.Reviews.SubjectReport(ctx, scope(p), refs)
 	if err != nil {
 		return nil, &broker.Error{Kind: broker.EUNAVAILABLE, Code: "audit_unavailable", Message: "the audit log cannot be read", Err: err}
 	}

@@ -65,7 +65,7 @@ type FlagStore interface {
 	// Flag returns one flag. Errors: ENOTFOUND.
 	Flag(ctx context.Context, id string) (*broker.Flag, error)
 	// ActiveFlags returns a subject's flags that are active and valid at t.
-	ActiveFlags(ctx context.Context, subjectRef string, t time.Time) ([]*broker.Flag, error)
+	ActiveFlags(ctx context.Context, subjectRefs []string, t time.Time) ([]*broker.Flag, error)
 	// OfficeKinds maps each known office to the kinds of agencies it belongs to.
 	OfficeKinds(ctx context.Context, offices []string) (map[string][]string, error)
 }
@@ -86,7 +86,7 @@ type Service struct {
 	InboxWaiter   InboxWaiter // wakes long-polls; nil: they re-read every PollInterval
 	// AllowHTTPWebhooks permits http:// webhook URLs (tests, development).
 	AllowHTTPWebhooks bool
-	Subjects          *broker.SubjectHasher
+	Subjects          *broker.SubjectKeys
 	TestSubjects      bool // accept synthetic national ids
 	// DutyDesk stands in for the issuer and contact of a health-sourced
 	// flag read outside the health sector; BrokerID is the broker's own id, the duty desk's issuer id and the actor of its own entries.

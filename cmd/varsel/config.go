@@ -12,6 +12,7 @@ import (
 	_ "time/tzdata" // office hours need a time zone on machines without zoneinfo
 
 	"varsel/broker"
+	"varsel/broker/keys"
 )
 
 // Config is the broker's configuration: every setting, its default and its
@@ -33,6 +34,7 @@ type Config struct {
 	AnomalySubjects     int
 	OfficeHours         string
 	PprofListen         string
+	Vault               keys.VaultConfig // from VAULT_* and VARSEL_VAULT_* when --keys vault
 	WebhookFirstRetry   time.Duration
 	WebhookInterval     time.Duration
 	TestSubjects        bool
@@ -124,6 +126,8 @@ func (c Config) LogValue() slog.Value {
 		slog.String("listen", c.Listen),
 		slog.String("broker_id", c.BrokerID),
 		slog.String("keys", c.Keys),
+		slog.String("vault_addr", c.Vault.Address),
+		slog.Bool("vault_token_set", c.Vault.Token != ""),
 		slog.Bool("test_subjects", c.TestSubjects),
 		slog.String("duty_desk_unit", c.DutyDeskUnit),
 		slog.String("duty_desk_phone", c.DutyDeskPhone),

@@ -35,6 +35,7 @@ func commands() []command {
 		{"serve", "run the broker's HTTP API", runServe},
 		{"migrate", "apply the database migrations (idempotent)", runMigrate},
 		{"agency", "register and manage agencies and their keys", runAgency},
+		{"keys", "rotate the subject key", runKeys},
 		{"keygen", "make a signing key for an agency (ES256 or EdDSA)", runKeygen},
 		{"audit", "verify the audit log's hash chain and signed checkpoints", runAudit},
 		{"warn", "send a police warning to named offices (as a police liaison)", runWarn},

@@ -11,6 +11,7 @@ import (
 	"net/http/pprof"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -36,6 +37,7 @@ func runServe(ctx context.Context, args []string, o cmdIO) error {
 	if err := parse(fs, args, o); err != nil {
 		return handled(err)
 	}
+	m.Config.Vault = keys.VaultConfigFromEnv(o.getenv)
 	if err := m.Config.validate(); err != nil {
 		return err
 	}
@@ -55,6 +57,7 @@ type Main struct {
 
 	DB           *postgres.DB
 	Keys         keys.Source
+	Subjects     *broker.SubjectKeys
 	Policies     *policies.Engine
 	AuditStore   *auditpg.Store
 	AuditWriter  *audit.Writer
@@ -64,6 +67,7 @@ type Main struct {
 	notifier       *postgres.Notifier
 	pusher         *service.Pusher
 	sweeper        *service.Sweeper
+	lastCheckpoint atomic.Int64
 	stopBackground context.CancelFunc
 	background     sync.WaitGroup
 
@@ -97,7 +101,8 @@ func (m *Main) Run(ctx context.Context) error {
 	m.Logger.Info("varsel serving", "version", version, "addr", addr.String(), "config", m.Config)
 	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
 	m.stopBackground = stop
-	m.background.Add(5)
+	m.background.Add(6)
+	go func() { defer m.background.Done(); m.followSubjectKeys(bg) }()
 	go func() { defer m.background.Done(); m.sweeper.Run(bg) }()
 	go func() { defer m.background.Done(); m.sweepJTIs(bg) }()
 	go func() { defer m.background.Done(); m.notifier.Run(bg) }()
@@ -128,19 +133,17 @@ func (m *Main) open(ctx context.Context) error {
 		return fmt.Errorf("database: %w", errors.Unwrap(err))
 	}
 
-	src, err := openKeys(c)
+	src, err := openKeys(ctx, c, m.Logger)
 	if err != nil {
 		return err
 	}
 	m.Keys = src
-	subjectKey, subjectVersion, err := src.SubjectKey(ctx)
+	hasher, err := keys.LoadSubjectKeys(ctx, db, src)
 	if err != nil {
 		return fmt.Errorf("subject key: %w", err)
 	}
-	subjects, err := broker.NewSubjectHasher(subjectKey, subjectVersion)
-	if err != nil {
-		return err
-	}
+	m.Subjects = &broker.SubjectKeys{}
+	m.Subjects.Set(hasher)
 	signer, verifierKey, err := src.CheckpointSigner(ctx)
 	if err != nil {
 		return fmt.Errorf("checkpoint signer: %w", err)
@@ -157,7 +160,13 @@ func (m *Main) open(ctx context.Context) error {
 	m.Checkpointer = &audit.Checkpointer{
 		Store: m.AuditStore, Signer: signer, Origin: c.BrokerID + "/audit",
 		Interval: c.CheckpointInterval, Logger: m.Logger,
+		OnSigned: func(audit.Checkpoint) { m.lastCheckpoint.Store(time.Now().UnixNano()) },
 	}
+	m.lastCheckpoint.Store(time.Now().UnixNano())
+	registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "varsel_audit_seconds_since_checkpoint",
+		Help: "Seconds since this replica last signed an audit checkpoint (or started).",
+	}, func() float64 { return time.Since(time.Unix(0, m.lastCheckpoint.Load())).Seconds() }))
 
 	verifier := &auth.Verifier{
 		Audience: c.BrokerID,
@@ -187,7 +196,7 @@ func (m *Main) open(ctx context.Context) error {
 		Warnings:          db,
 		InboxWaiter:       m.notifier,
 		AllowHTTPWebhooks: c.WebhookAllowHTTP,
-		Subjects:          subjects,
+		Subjects:          m.Subjects,
 		DutyDesk:          broker.Contact{Unit: c.DutyDeskUnit, Phone: c.DutyDeskPhone},
 		BrokerID:          c.BrokerID,
 		EmergencyLimit:    c.EmergencyLimit,
@@ -214,10 +223,15 @@ func (m *Main) open(ctx context.Context) error {
 	return nil
 }
 
-func openKeys(c Config) (keys.Source, error) {
+func openKeys(ctx context.Context, c Config, log *slog.Logger) (keys.Source, error) {
+	if c.Keys == "vault" {
+		vc := c.Vault
+		vc.Name, vc.Logger = c.BrokerID, log
+		return keys.OpenVault(ctx, vc)
+	}
 	dir, ok := strings.CutPrefix(c.Keys, "file:")
 	if !ok {
-		return nil, fmt.Errorf("--keys %q: only file:DIR is available in this build", c.Keys)
+		return nil, fmt.Errorf("--keys %q: want file:DIR or vault", c.Keys)
 	}
 	d := &keys.Dir{Path: dir, Name: c.BrokerID}
 	if err := d.Open(); err != nil {
@@ -290,5 +304,40 @@ func (m *Main) servePprof(ctx context.Context, addr string) {
 	go func() { <-ctx.Done(); _ = srv.Close() }()
 	if err := srv.ListenAndServe(); err != nil && ctx.Err() == nil {
 		m.Logger.Warn("pprof server", "err", err)
+	}
+}
+
+// followSubjectKeys reloads the subject key chain when a rotation changes
+// it, so every replica looks refs up under a pending key within seconds.
+func (m *Main) followSubjectKeys(ctx context.Context) {
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	seen := ""
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		chain, err := m.DB.SubjectKeyChain(ctx)
+		if err != nil {
+			continue
+		}
+		state := fmt.Sprint(chain)
+		if seen == "" {
+			seen = state
+			continue
+		}
+		if state == seen {
+			continue
+		}
+		h, err := keys.LoadSubjectKeys(ctx, m.DB, m.Keys)
+		if err != nil {
+			m.Logger.Error("reload subject key chain", "subsystem", "keys", "err", err)
+			continue
+		}
+		m.Subjects.Set(h)
+		seen = state
+		m.Logger.Info("subject key chain changed", "subsystem", "keys", "links", len(chain), "pending", h.PendingVersion)
 	}
 }
