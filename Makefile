@@ -5,7 +5,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LISTEN  ?= 127.0.0.1:8080
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test lint bench stop wipe
+.PHONY: help build run run-vault test lint bench stop wipe
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -21,6 +21,16 @@ run: build ## start the dev Postgres under .data/, migrate, seed demo agencies, 
 	echo "demo keys in .data/demo/; try: $(BIN) call GET /v1/whoami --key .data/demo/oslo-pd.jwk --agency oslo-pd --sub ola --role police-liaison" && \
 	exec $(BIN) serve --listen $(LISTEN) --keys file:.data/keys --test-subjects
 
+run-vault: build ## like run, but with a dev Vault on loopback holding the keys (--keys vault)
+	@url=$$(deploy/pg.sh start) && \
+	export VARSEL_DATABASE_URL=$$url && \
+	$(BIN) migrate && \
+	deploy/demo.sh $(BIN) && \
+	deploy/vault/dev.sh start >/dev/null && \
+	eval "$$(deploy/vault/dev.sh env)" && \
+	echo "Vault at $$VAULT_ADDR (dev server, in memory; deploy/vault/dev.sh stop)" && \
+	exec $(BIN) serve --listen $(LISTEN) --keys vault --test-subjects
+
 test: ## run every test (starts its own Postgres unless DATABASE_URL is set)
 	GO=$(GO) deploy/test.sh
 
@@ -35,9 +45,10 @@ bench: build ## a short load run (about 2 minutes) that rewrites the load sectio
 	$(BIN) bench --flags 100000 --entries 1000000 --duration 20s --opa-duration 10s \
 		--out .data/bench-result.json --markdown docs/performance.md
 
-stop: ## stop the dev and test Postgres clusters
+stop: ## stop the dev and test Postgres clusters and the dev Vault
 	-deploy/pg.sh stop
 	-deploy/pg.sh stop .data/test-pg
+	-deploy/vault/dev.sh stop
 
 wipe: stop ## stop everything and delete .data/ (the dev database, keys and demo keys)
 	rm -rf .data

@@ -11,7 +11,11 @@ if [ -z "${DATABASE_URL:-}" ]; then
   export DATABASE_URL
   trap 'deploy/pg.sh stop "$root/.data/test-pg"' EXIT
 fi
-"$go" test -count=1 -timeout 15m "$@" ./...
+# The Vault tests need a real Vault: built once from the module proxy and
+# cached outside the clone (about 4 minutes the first time, instant after).
+VARSEL_VAULT_BIN=$(deploy/vault/build.sh)
+export VARSEL_VAULT_BIN
+"$go" test -count=1 -timeout 20m "$@" ./...
 # The verifier's fuzz target, for a bounded time, on top of its seed corpus.
 if grep -q 'func FuzzVerify' broker/auth/*_test.go 2>/dev/null; then
   "$go" test -run '^$' -fuzz '^FuzzVerify$' -fuzztime "${FUZZTIME:-20s}" ./broker/auth

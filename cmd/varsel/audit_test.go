@@ -339,3 +339,16 @@ func TestKillBrokerUnderLoad(t *testing.T) {
 	assertReceiptsInLog(t, db, receipts)
 	t.Logf("%d answered 200 before kill -9; all in the log", len(receipts))
 }
+
+// cliOnEnv runs the command line with a database and extra environment.
+func cliOnEnv(t *testing.T, dbURL string, env map[string]string, args ...string) (string, error) {
+	t.Helper()
+	var out, errOut strings.Builder
+	err := run(context.Background(), args, &out, &errOut, func(k string) string {
+		if k == "VARSEL_DATABASE_URL" {
+			return dbURL
+		}
+		return env[k]
+	})
+	return out.String() + errOut.String(), err
+}

@@ -466,3 +466,17 @@ func TestEmergencyRateLimit(t *testing.T) {
 	}
 	_ = fmt.Sprint()
 }
+
+// countInto reads one text value.
+func (w *world) countInto(dst *string, query string) {
+	w.t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, w.db)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if err := conn.QueryRow(ctx, query).Scan(dst); err != nil {
+		w.t.Fatal(err)
+	}
+}
