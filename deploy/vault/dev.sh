@@ -84,13 +84,20 @@ start() {
       port=$(free_port)
       addr=http://127.0.0.1:$port
       echo "=== $(date -u +%FT%TZ) dev.sh: starting $vault on 127.0.0.1:$port" >>"$dir/vault.log"
-      # In the background, in its own session, with no inherited fds but the
-      # log: stdin from /dev/null and the lock fd 9 closed (a daemon holding
-      # it would keep the lock forever). The root token goes in through the
-      # environment rather than -dev-root-token-id so ps does not show it.
-      env -u VAULT_ADDR -u VAULT_TOKEN VAULT_DEV_ROOT_TOKEN_ID="$token" \
-        setsid "$vault" server -dev -dev-no-store-token -dev-listen-address="127.0.0.1:$port" \
-        </dev/null >>"$dir/vault.log" 2>&1 9>&- &
+      # In the background, in its own session, stdin from /dev/null, output
+      # to the log and every other inherited fd closed: the lock fd 9 (a
+      # daemon holding it would keep the lock forever) and whatever the
+      # caller left open (a pipe of a CI runner would never see EOF). The
+      # root token goes in through the environment rather than
+      # -dev-root-token-id, so ps does not show it.
+      (
+        for fd in /proc/"$BASHPID"/fd/*; do
+          fd=${fd##*/}
+          [ "$fd" -gt 2 ] && eval "exec $fd>&-"
+        done
+        exec env -u VAULT_ADDR -u VAULT_TOKEN VAULT_DEV_ROOT_TOKEN_ID="$token" \
+          setsid "$vault" server -dev -dev-no-store-token -dev-listen-address="127.0.0.1:$port"
+      ) </dev/null >>"$dir/vault.log" 2>&1 &
       pid=$!
       for i in $(seq 1 240); do
         [ "$(health "$addr")" = 200 ] && break

@@ -71,7 +71,7 @@ req() {
 # verr: Vault's error message from the last response, on one line.
 verr() {
   local m
-  m=$(jq -r '(.errors // []) | map(gsub("\n"; " ")) | join("; ")' "$tmp/body" 2>/dev/null) || m=$(head -c 200 "$tmp/body" | tr '\n' ' ')
+  m=$(jq -r '(.errors // []) | map(gsub("^[0-9]+ errors? occurred:"; "") | gsub("\\n\\t\\* "; " ") | gsub("\\s+"; " ") | ltrimstr(" ") | rtrimstr(" ")) | join("; ")' "$tmp/body" 2>/dev/null) || m=$(head -c 200 "$tmp/body" | tr '\n' ' ')
   echo "HTTP $code${m:+: $m}"
 }
 

@@ -1,0 +1,128 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"varsel/broker"
+)
+
+// FlagLookups gathers the flag lookups of concurrent checks into one query,
+// as the audit writer gathers appends into one transaction: every check
+// needs a round trip for its subject's flags, and most find none, so one
+// query for many subjects saves most of the per-query cost (a network
+// write, a read and the driver's work) on the hot path.
+type FlagLookups struct {
+	DB *DB
+
+	reqs chan *lookup
+}
+
+type lookup struct {
+	ctx  context.Context
+	refs []string
+	at   time.Time
+	out  chan lookupResult
+}
+
+type lookupResult struct {
+	flags []*broker.Flag
+	err   error
+}
+
+// maxLookupBatch bounds the subjects of one query.
+const maxLookupBatch = 256
+
+// NewFlagLookups starts workers that each run one batched query at a time.
+func NewFlagLookups(db *DB, workers int) *FlagLookups {
+	l := &FlagLookups{DB: db, reqs: make(chan *lookup, 4096)}
+	for range max(workers, 1) {
+		go l.work()
+	}
+	return l
+}
+
+// ActiveFlags returns the flags stored under any of refs that are active
+// and valid at t, through the next batched query.
+func (l *FlagLookups) ActiveFlags(ctx context.Context, refs []string, t time.Time) ([]*broker.Flag, error) {
+	q := &lookup{ctx: ctx, refs: refs, at: t, out: make(chan lookupResult, 1)}
+	select {
+	case l.reqs <- q:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	select {
+	case r := <-q.out:
+		return r.flags, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (l *FlagLookups) work() {
+	batch := make([]*lookup, 0, maxLookupBatch)
+	for first := range l.reqs {
+		batch = append(batch[:0], first)
+	fill:
+		for len(batch) < maxLookupBatch {
+			select {
+			case q := <-l.reqs:
+				batch = append(batch, q)
+			default:
+				break fill
+			}
+		}
+		l.run(batch)
+	}
+}
+
+func (l *FlagLookups) run(batch []*lookup) {
+	var refs []string
+	at := batch[0].at
+	for _, q := range batch {
+		refs = append(refs, q.refs...)
+		if q.at.Before(at) {
+			at = q.at // the earliest time: a flag valid then is valid for all of them, checked again below
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	rows, err := l.DB.Pool.Query(ctx, `SELECT `+flagColumns+` FROM flags
+		WHERE subject_ref = ANY($1) AND status = 'active' AND valid_until > $2
+		ORDER BY id`, refs, at)
+	byRef := map[string][]*broker.Flag{}
+	if err == nil {
+		for rows.Next() {
+			f, serr := scanFlag(rows)
+			if serr != nil {
+				err = serr
+				break
+			}
+			byRef[f.SubjectRef] = append(byRef[f.SubjectRef], f)
+		}
+		rows.Close()
+		if err == nil {
+			err = rows.Err()
+		}
+	}
+	if err != nil {
+		err = fmt.Errorf("select active flags (batch of %d): %w", len(batch), err)
+	}
+	for _, q := range batch {
+		if err != nil {
+			q.out <- lookupResult{err: err}
+			continue
+		}
+		var out []*broker.Flag
+		for _, ref := range q.refs {
+			for _, f := range byRef[ref] {
+				// Each check's own time decides validity.
+				if !f.ValidFrom.After(q.at) && f.ValidUntil.After(q.at) {
+					out = append(out, f)
+				}
+			}
+		}
+		q.out <- lookupResult{flags: out}
+	}
+}
