@@ -30,7 +30,7 @@ dir=$(cd "$dir" && pwd)
 
 die() { echo "dev.sh: $*" >&2; exit 1; }
 
-command -v curl >/dev/null 2>&1 || die "curl not found (Debian package curl)"
+command -v curl >/dev/null 2>&1 || { [ "$(id -u)" -eq 0 ] && apt-get install -y -qq curl >&2; } || die "curl not found (Debian package curl)"
 
 free_port() {
   local p

@@ -42,8 +42,8 @@ done
 
 [ -n "${VAULT_ADDR:-}" ] || die "VAULT_ADDR is not set"
 [ -n "${VAULT_TOKEN:-}" ] || die "VAULT_TOKEN is not set (a root or admin token)"
-command -v curl >/dev/null 2>&1 || die "curl not found (Debian package curl)"
-command -v jq >/dev/null 2>&1 || die "jq not found (Debian package jq)"
+command -v curl >/dev/null 2>&1 || { [ "$(id -u)" -eq 0 ] && apt-get install -y -qq curl >&2; } || die "curl not found (Debian package curl)"
+command -v jq >/dev/null 2>&1 || { [ "$(id -u)" -eq 0 ] && apt-get install -y -qq jq >&2; } || die "jq not found (Debian package jq)"
 [ -f "$policy_file" ] || die "missing $policy_file"
 addr=${VAULT_ADDR%/}
 
