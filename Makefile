@@ -43,7 +43,7 @@ lint: ## gofmt, go vet, opa fmt and opa check --strict
 bench: build ## a short load run (about 2 minutes) that rewrites the load section of docs/performance.md
 	@mkdir -p .data
 	$(BIN) bench --flags 100000 --entries 1000000 --duration 20s --opa-duration 10s \
-		--out .data/bench-result.json --markdown docs/performance.md
+		--out .data/bench-result.json --markdown docs/performance.md --section short
 
 stop: ## stop the dev and test Postgres clusters and the dev Vault
 	-deploy/pg.sh stop

@@ -43,6 +43,7 @@ type Config struct {
 	OPADuration  time.Duration // the OPA reference's run (default min(Duration, 15 s)); 0 with SkipOPA
 	SkipOPA      bool
 	Out          string    // JSON result file ("" for none)
+	Command      string    // how the run was started, for the report
 	Log          io.Writer // progress lines
 	KeepDB       bool      // keep the database afterwards
 }
@@ -110,7 +111,7 @@ type Result struct {
 // Run performs a whole load run.
 func Run(ctx context.Context, cfg Config) (*Result, error) {
 	cfg.defaults()
-	res := &Result{StartedAt: time.Now().UTC(), Flags: cfg.Flags, Entries: cfg.Entries, Connections: cfg.Connections,
+	res := &Result{Command: cfg.Command, StartedAt: time.Now().UTC(), Flags: cfg.Flags, Entries: cfg.Entries, Connections: cfg.Connections,
 		Duration: cfg.Duration, Errors: map[string]int64{}, Machine: machine()}
 	logf := func(format string, args ...any) { fmt.Fprintf(cfg.Log, format+"\n", args...) }
 

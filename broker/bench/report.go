@@ -41,20 +41,17 @@ func errorsText(m map[string]int64) string {
 	return strings.Join(parts, ", ")
 }
 
-const (
-	mdStart = "<!-- bench:start -->"
-	mdEnd   = "<!-- bench:end -->"
-)
-
-// UpdateMarkdown writes the run into the file between the bench markers
-// (appending a section when they are missing).
-func UpdateMarkdown(path string, r *Result) error {
+// UpdateMarkdown writes the run into the file between the markers of the
+// named section (appending the section when they are missing), so that the
+// full run and `make bench`'s short run each keep their own.
+func UpdateMarkdown(path, name string, r *Result) error {
+	mdStart, mdEnd := "<!-- bench:"+name+":start -->", "<!-- bench:"+name+":end -->"
 	old, err := os.ReadFile(path)
 	if err != nil && !os.IsNotExist(err) {
 		return err
 	}
 	section := fmt.Sprintf(`%s
-## Load: POST /v1/checks end to end (measured by `+"`varsel bench`"+`)
+## Load: POST /v1/checks end to end, %s run (measured by `+"`varsel bench`"+`)
 
 Run %s on %s.
 
@@ -75,7 +72,7 @@ Run %s on %s.
 
 The load generator runs on the same two cores as the broker and PostgreSQL.
 %s
-`, mdStart, r.StartedAt.Format("2006-01-02 15:04 MST"), r.Machine, r.Command,
+`, mdStart, name, r.StartedAt.Format("2006-01-02 15:04 MST"), r.Machine, r.Command,
 		r.Flags, r.Entries, r.SeedSeconds, r.Connections, r.Duration, r.RPS, r.Requests, r.OK, r.Precautions,
 		r.Latency["p50"], r.Latency["p90"], r.Latency["p99"], r.Latency["max"], errorsText(r.Errors),
 		r.BrokerCPU, r.CPUPerRequest, r.PeakRSSMiB, r.Audited, r.Answered, r.AllAudited,

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -24,8 +25,13 @@ func runBench(ctx context.Context, args []string, o cmdIO) error {
 	skipOPA := fs.Bool("skip-opa", false, "do not run the stock OPA reference")
 	out := fs.String("out", "bench-result.json", "JSON result file")
 	md := fs.String("markdown", "", "update the load section of this Markdown file (e.g. docs/performance.md)")
+	section := fs.String("section", "full", `name of the Markdown section to write ("full", "short")`)
+	fromJSON := fs.String("report", "", "do not run: render the result file of an earlier run (with --markdown)")
 	if err := parse(fs, args, o); err != nil {
 		return handled(err)
+	}
+	if *fromJSON != "" {
+		return renderBench(*fromJSON, *md, *section, o)
 	}
 	root := schematest.RepoRoot()
 	if *server == "" {
@@ -42,19 +48,34 @@ func runBench(ctx context.Context, args []string, o cmdIO) error {
 	if err != nil {
 		return err
 	}
-	cfg := bench.Config{ServerURL: *server, Binary: self, RepoDir: root, Flags: *flags, Entries: *entries,
+	cfg := bench.Config{Command: strings.TrimSpace("varsel bench " + strings.Join(args, " ")), ServerURL: *server, Binary: self, RepoDir: root, Flags: *flags, Entries: *entries,
 		Connections: *conns, Duration: *dur, Warmup: *warm, OPADuration: *opaDur, SkipOPA: *skipOPA, Out: *out, Log: o.stderr}
 	res, err := bench.Run(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("bench: %w", err)
 	}
-	res.Command = "varsel bench " + strings.Join(args, " ")
 	fmt.Fprint(o.stdout, bench.Summary(res))
 	if *md != "" {
-		if err := bench.UpdateMarkdown(*md, res); err != nil {
+		if err := bench.UpdateMarkdown(*md, *section, res); err != nil {
 			return err
 		}
 		fmt.Fprintf(o.stderr, "updated %s\n", filepath.Clean(*md))
+	}
+	return nil
+}
+
+func renderBench(path, md, section string, o cmdIO) error {
+	b, err := readFile(path)
+	if err != nil {
+		return err
+	}
+	var res bench.Result
+	if err := json.Unmarshal(b, &res); err != nil {
+		return fmt.Errorf("bench: %s: %w", path, err)
+	}
+	fmt.Fprint(o.stdout, bench.Summary(&res))
+	if md != "" {
+		return bench.UpdateMarkdown(md, section, &res)
 	}
 	return nil
 }
