@@ -42,6 +42,7 @@ type Config struct {
 	FlaggedShare float64       // share of checks on flagged people (default 0.1)
 	OPADuration  time.Duration // the OPA reference's run (default min(Duration, 15 s)); 0 with SkipOPA
 	SkipOPA      bool
+	Alg          string    // the agencies' key algorithm: ES256 (default) or EdDSA
 	Out          string    // JSON result file ("" for none)
 	Command      string    // how the run was started, for the report
 	Log          io.Writer // progress lines
@@ -70,6 +71,9 @@ func (c *Config) defaults() {
 	if c.OPADuration == 0 {
 		c.OPADuration = min(c.Duration, 15*time.Second)
 	}
+	if c.Alg == "" {
+		c.Alg = "ES256"
+	}
 	if c.Log == nil {
 		c.Log = io.Discard
 	}
@@ -83,6 +87,7 @@ type Result struct {
 	Flags       int           `json:"flags"`
 	Entries     int           `json:"entries_seeded"`
 	Connections int           `json:"connections"`
+	Alg         string        `json:"alg"`
 	Duration    time.Duration `json:"duration_ns"`
 	SeedSeconds float64       `json:"seed_seconds"`
 
@@ -111,7 +116,7 @@ type Result struct {
 // Run performs a whole load run.
 func Run(ctx context.Context, cfg Config) (*Result, error) {
 	cfg.defaults()
-	res := &Result{Command: cfg.Command, StartedAt: time.Now().UTC(), Flags: cfg.Flags, Entries: cfg.Entries, Connections: cfg.Connections,
+	res := &Result{Command: cfg.Command, StartedAt: time.Now().UTC(), Flags: cfg.Flags, Entries: cfg.Entries, Connections: cfg.Connections, Alg: cfg.Alg,
 		Duration: cfg.Duration, Errors: map[string]int64{}, Machine: machine()}
 	logf := func(format string, args ...any) { fmt.Fprintf(cfg.Log, format+"\n", args...) }
 

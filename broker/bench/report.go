@@ -60,7 +60,7 @@ Run %s on %s.
 | figure | value |
 |---|---|
 | seeded | %d flags, %d audit entries (seeding took %.0f s) |
-| load | %d connections, %s measured after a warm-up, 10 %% of checks on flagged people, a fresh ES256 token per request |
+| load | %d connections, %s measured after a warm-up, 10 %% of checks on flagged people, a fresh %s token per request |
 | checks per second | **%.0f** (%d requests, %d answered 200, %d with precautions) |
 | latency p50 / p90 / p99 / max | %.2f / %.2f / **%.2f** / %.2f ms |
 | errors | %s |
@@ -73,7 +73,7 @@ Run %s on %s.
 The load generator runs on the same two cores as the broker and PostgreSQL.
 %s
 `, mdStart, name, r.StartedAt.Format("2006-01-02 15:04 MST"), r.Machine, r.Command,
-		r.Flags, r.Entries, r.SeedSeconds, r.Connections, r.Duration, r.RPS, r.Requests, r.OK, r.Precautions,
+		r.Flags, r.Entries, r.SeedSeconds, r.Connections, r.Duration, algOr(r.Alg), r.RPS, r.Requests, r.OK, r.Precautions,
 		r.Latency["p50"], r.Latency["p90"], r.Latency["p99"], r.Latency["max"], errorsText(r.Errors),
 		r.BrokerCPU, r.CPUPerRequest, r.PeakRSSMiB, r.Audited, r.Answered, r.AllAudited,
 		r.CeilingRate, r.CeilingRatio, r.OPARate, r.OPALatencyP99, r.OPARatio, mdEnd)
@@ -84,4 +84,11 @@ The load generator runs on the same two cores as the broker and PostgreSQL.
 		text = strings.TrimRight(text, "\n") + "\n\n" + section
 	}
 	return os.WriteFile(path, []byte(text), 0o644)
+}
+
+func algOr(a string) string {
+	if a == "" {
+		return "ES256"
+	}
+	return a
 }

@@ -74,7 +74,7 @@ func seed(ctx context.Context, dbURL string, cfg Config, logf func(string, ...an
 	}
 	defer db.Close()
 	for _, a := range agencies() {
-		priv, pub, err := auth.GenerateKey(auth.AlgES256, a.id+"-1")
+		priv, pub, err := auth.GenerateKey(cfg.Alg, a.id+"-1")
 		if err != nil {
 			return nil, err
 		}

@@ -26,7 +26,7 @@ type whoami struct {
 }
 
 // freshDB is a migrated database of the test's own on the shared server.
-func freshDB(t *testing.T) string {
+func freshDB(t testing.TB) string {
 	t.Helper()
 	url, err := schematest.NewDatabase(context.Background(), "cmd_audit", false)
 	if err != nil {
@@ -37,7 +37,7 @@ func freshDB(t *testing.T) string {
 }
 
 // cliOn runs the command line against a given database.
-func cliOn(t *testing.T, dbURL string, args ...string) (string, error) {
+func cliOn(t testing.TB, dbURL string, args ...string) (string, error) {
 	t.Helper()
 	var out, errOut strings.Builder
 	err := run(context.Background(), args, &out, &errOut, func(k string) string {
@@ -49,7 +49,7 @@ func cliOn(t *testing.T, dbURL string, args ...string) (string, error) {
 	return out.String(), err
 }
 
-func registerOn(t *testing.T, dbURL, id, kind string, offices ...string) *client.Signer {
+func registerOn(t testing.TB, dbURL, id, kind string, offices ...string) *client.Signer {
 	t.Helper()
 	dir := t.TempDir()
 	priv, pub := filepath.Join(dir, "k.jwk"), filepath.Join(dir, "k.jwks")

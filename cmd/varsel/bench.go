@@ -23,6 +23,7 @@ func runBench(ctx context.Context, args []string, o cmdIO) error {
 	warm := fs.Duration("warmup", 3*time.Second, "unmeasured load before it")
 	opaDur := fs.Duration("opa-duration", 0, "how long to drive the stock OPA server (default min(duration, 15s))")
 	skipOPA := fs.Bool("skip-opa", false, "do not run the stock OPA reference")
+	alg := fs.String("alg", "ES256", "the agencies' signing algorithm: ES256 or EdDSA")
 	out := fs.String("out", "bench-result.json", "JSON result file")
 	md := fs.String("markdown", "", "update the load section of this Markdown file (e.g. docs/performance.md)")
 	section := fs.String("section", "full", `name of the Markdown section to write ("full", "short")`)
@@ -49,7 +50,7 @@ func runBench(ctx context.Context, args []string, o cmdIO) error {
 		return err
 	}
 	cfg := bench.Config{Command: strings.TrimSpace("varsel bench " + strings.Join(args, " ")), ServerURL: *server, Binary: self, RepoDir: root, Flags: *flags, Entries: *entries,
-		Connections: *conns, Duration: *dur, Warmup: *warm, OPADuration: *opaDur, SkipOPA: *skipOPA, Out: *out, Log: o.stderr}
+		Connections: *conns, Duration: *dur, Warmup: *warm, OPADuration: *opaDur, SkipOPA: *skipOPA, Alg: *alg, Out: *out, Log: o.stderr}
 	res, err := bench.Run(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("bench: %w", err)

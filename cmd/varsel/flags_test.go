@@ -27,14 +27,14 @@ const (
 // world is a broker with the demo's shape: a NAV office shared by state and
 // municipal staff, a police district, a health trust, another NAV office.
 type world struct {
-	t                                          *testing.T
+	t                                          testing.TB
 	db                                         string
 	base                                       string
 	main                                       *Main
 	police, navState, navMun, health, navOther *client.Signer
 }
 
-func newWorld(t *testing.T, mod func(*Config)) *world {
+func newWorld(t testing.TB, mod func(*Config)) *world {
 	t.Helper()
 	db := freshDB(t)
 	w := &world{t: t, db: db}

@@ -48,7 +48,7 @@ func TestMain(m *testing.M) {
 }
 
 // cli runs the command line in-process with the test database.
-func cli(t *testing.T, args ...string) (stdout string, err error) {
+func cli(t testing.TB, args ...string) (stdout string, err error) {
 	t.Helper()
 	var out, errOut bytes.Buffer
 	getenv := func(k string) string {
@@ -61,7 +61,7 @@ func cli(t *testing.T, args ...string) (stdout string, err error) {
 	return out.String(), err
 }
 
-func mustCLI(t *testing.T, args ...string) string {
+func mustCLI(t testing.TB, args ...string) string {
 	t.Helper()
 	out, err := cli(t, args...)
 	if err != nil {
@@ -95,7 +95,7 @@ func uniq(prefix string) string {
 }
 
 // startMain starts the broker in-process on a free loopback port.
-func startMain(t *testing.T, dbURL string, mod func(*Config)) (*Main, string) {
+func startMain(t testing.TB, dbURL string, mod func(*Config)) (*Main, string) {
 	t.Helper()
 	m := NewMain()
 	m.Config.DatabaseURL = dbURL
