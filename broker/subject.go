@@ -129,3 +129,36 @@ func (h *SubjectHasher) first(s Subject) string {
 	m.Write([]byte(s.number))
 	return hex.EncodeToString(m.Sum(nil))
 }
+
+// SyntheticNumber returns the i-th synthetic national id (for tests, demos
+// and load runs): a valid date with the month raised by plus (40 or 80) and
+// both control digits right, so it passes ParseSubject only with synthetic
+// numbers allowed. Distinct i below 2^24 give distinct numbers.
+func SyntheticNumber(i, plus int) string {
+	for ; ; i += 1 << 24 { // skip numbers that admit no control digit
+		var d [11]int
+		day, month, year, ind := 1+i%28, plus+1+(i/28)%12, (i/336)%100, (i/33600)%1000
+		for k, v := range []int{day / 10, day % 10, month / 10, month % 10, year / 10, year % 10, ind / 100, ind / 10 % 10, ind % 10} {
+			d[k] = v
+		}
+		sum := 0
+		for k, w := range weights1 {
+			sum += w * d[k]
+		}
+		if d[9] = control(sum); d[9] < 0 {
+			continue
+		}
+		sum = 0
+		for k, w := range weights2 {
+			sum += w * d[k]
+		}
+		if d[10] = control(sum); d[10] < 0 {
+			continue
+		}
+		b := make([]byte, 11)
+		for k, v := range d {
+			b[k] = byte('0' + v)
+		}
+		return string(b)
+	}
+}

@@ -56,8 +56,9 @@ func (s *Store) AppendBatch(ctx context.Context, entries []*audit.Entry) (replay
 // lock until tx ends. Entries whose token id was used before are skipped
 // and their indexes returned.
 func AppendInTx(ctx context.Context, tx pgx.Tx, entries []*audit.Entry) (replayed []int, err error) {
-	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(chainLock)); err != nil {
-		return nil, fmt.Errorf("lock chain: %w", err)
+	head, err := lockHead(ctx, tx)
+	if err != nil {
+		return nil, err
 	}
 	if replayed, err = recordJTIs(ctx, tx, entries); err != nil {
 		return nil, err
@@ -78,11 +79,6 @@ func AppendInTx(ctx context.Context, tx pgx.Tx, entries []*audit.Entry) (replaye
 	if len(kept) == 0 {
 		return replayed, nil
 	}
-	var head audit.Receipt
-	err = tx.QueryRow(ctx, `SELECT seq, hash FROM audit_entries ORDER BY seq DESC LIMIT 1`).Scan(&head.Seq, &head.Hash)
-	if err != nil && err != pgx.ErrNoRows {
-		return nil, fmt.Errorf("read chain head: %w", err)
-	}
 	audit.Link(head, kept)
 	rows := make([][]any, len(kept))
 	for i, e := range kept {
@@ -96,6 +92,20 @@ func AppendInTx(ctx context.Context, tx pgx.Tx, entries []*audit.Entry) (replaye
 		return nil, fmt.Errorf("insert %d entries: %w", len(rows), err)
 	}
 	return replayed, nil
+}
+
+// lockHead takes the chain lock until tx ends (serialising writers on every
+// replica) and reads the head it may append after.
+func lockHead(ctx context.Context, tx pgx.Tx) (audit.Receipt, error) {
+	var head audit.Receipt
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(chainLock)); err != nil {
+		return head, fmt.Errorf("lock chain: %w", err)
+	}
+	err := tx.QueryRow(ctx, `SELECT seq, hash FROM audit_entries ORDER BY seq DESC LIMIT 1`).Scan(&head.Seq, &head.Hash)
+	if err != nil && err != pgx.ErrNoRows {
+		return head, fmt.Errorf("read chain head: %w", err)
+	}
+	return head, nil
 }
 
 func row(e *audit.Entry, ts time.Time) []any {
@@ -285,12 +295,8 @@ func (s *Store) Seed(ctx context.Context, n int, fill func(i int, e *audit.Entry
 	for done := 0; done < n; {
 		size := min(batch, n-done)
 		err := pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
-			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(chainLock)); err != nil {
-				return err
-			}
-			var head audit.Receipt
-			err := tx.QueryRow(ctx, `SELECT seq, hash FROM audit_entries ORDER BY seq DESC LIMIT 1`).Scan(&head.Seq, &head.Hash)
-			if err != nil && err != pgx.ErrNoRows {
+			head, err := lockHead(ctx, tx)
+			if err != nil {
 				return err
 			}
 			entries := make([]*audit.Entry, size)

@@ -237,53 +237,13 @@ func percentiles(lat []time.Duration) map[string]float64 {
 	return out
 }
 
-// people generates distinct synthetic national ids (month + 40 for flagged
+// people hands out distinct synthetic national ids (month + 40 for flagged
 // people, month + 80 for the others), valid under --test-subjects.
 type people struct{ next int }
 
-func (p *people) take(region int) string {
-	for {
-		i := p.next
-		p.next++
-		day := 1 + i%28
-		month := region + 1 + (i/28)%12
-		year := (i / 336) % 100
-		ind := (i / 33600) % 1000
-		nine := fmt.Sprintf("%02d%02d%02d%03d", day, month, year, ind)
-		if n, ok := withControls(nine); ok {
-			return n
-		}
-	}
-}
-
-func withControls(nine string) (string, bool) {
-	w1 := [9]int{3, 7, 6, 1, 8, 9, 4, 5, 2}
-	w2 := [10]int{5, 4, 3, 2, 7, 6, 5, 4, 3, 2}
-	var d [11]int
-	for i := 0; i < 9; i++ {
-		d[i] = int(nine[i] - '0')
-	}
-	ctl := func(w []int) int {
-		s := 0
-		for i, x := range w {
-			s += x * d[i]
-		}
-		k := 11 - s%11
-		if k == 11 {
-			return 0
-		}
-		if k == 10 {
-			return -1
-		}
-		return k
-	}
-	if d[9] = ctl(w1[:]); d[9] < 0 {
-		return "", false
-	}
-	if d[10] = ctl(w2[:]); d[10] < 0 {
-		return "", false
-	}
-	return fmt.Sprintf("%s%d%d", nine, d[9], d[10]), true
+func (p *people) take(plus int) string {
+	p.next++
+	return broker.SyntheticNumber(p.next, plus)
 }
 
 // world is what the seed made: agencies with signers, and the people.

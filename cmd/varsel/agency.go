@@ -101,10 +101,7 @@ func runAgency(ctx context.Context, args []string, o cmdIO) error {
 		}
 	}
 
-	if c.DatabaseURL == "" {
-		return fmt.Errorf("no database: set --database-url or VARSEL_DATABASE_URL")
-	}
-	db, err := postgres.Open(ctx, c.DatabaseURL, postgres.Options{MaxConns: 2})
+	db, err := operatorDB(ctx, c)
 	if err != nil {
 		return err
 	}

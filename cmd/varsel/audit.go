@@ -11,7 +11,6 @@ import (
 
 	"varsel/audit"
 	auditpg "varsel/audit/postgres"
-	"varsel/broker/postgres"
 )
 
 const auditUsage = `Usage: varsel audit SUBCOMMAND [flags]
@@ -72,10 +71,7 @@ func runAuditVerify(ctx context.Context, args []string, o cmdIO) error {
 		}
 		src = f
 	} else {
-		if c.DatabaseURL == "" {
-			return fmt.Errorf("no database: set --database-url or VARSEL_DATABASE_URL (or verify an export with --file)")
-		}
-		db, err := postgres.Open(ctx, c.DatabaseURL, postgres.Options{MaxConns: 2})
+		db, err := operatorDB(ctx, c)
 		if err != nil {
 			return err
 		}
@@ -117,10 +113,7 @@ func runAuditExport(ctx context.Context, args []string, o cmdIO) error {
 	if err1 != nil || err2 != nil || !to.After(from) {
 		return fmt.Errorf("audit export: --from and --to must be RFC 3339 times, to after from")
 	}
-	if c.DatabaseURL == "" {
-		return fmt.Errorf("no database: set --database-url or VARSEL_DATABASE_URL")
-	}
-	db, err := postgres.Open(ctx, c.DatabaseURL, postgres.Options{MaxConns: 2})
+	db, err := operatorDB(ctx, c)
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 
 	"varsel/broker"
 	"varsel/broker/keys"
+	"varsel/broker/postgres"
 )
 
 // Config is the broker's configuration: every setting, its default and its
@@ -100,7 +102,7 @@ func (c *Config) register(fs *flag.FlagSet) {
 
 func (c *Config) validate() error {
 	if c.DatabaseURL == "" {
-		return fmt.Errorf("no database: set --database-url or VARSEL_DATABASE_URL")
+		return errNoDatabase
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		return fmt.Errorf("--log-format %q: want text or json", c.LogFormat)
@@ -206,4 +208,16 @@ func hourRange(s string) (int, int, error) {
 func (c *Config) officeHours() broker.OfficeHours {
 	h, _ := parseOfficeHours(c.OfficeHours)
 	return h
+}
+
+// errNoDatabase is what a command that needs the database says without one.
+var errNoDatabase = fmt.Errorf("no database: set --database-url or VARSEL_DATABASE_URL")
+
+// operatorDB opens the database for an operator command, as the URL's user
+// (not the runtime role: registering agencies or rotating keys needs more).
+func operatorDB(ctx context.Context, c Config) (*postgres.DB, error) {
+	if c.DatabaseURL == "" {
+		return nil, errNoDatabase
+	}
+	return postgres.Open(ctx, c.DatabaseURL, postgres.Options{MaxConns: 2})
 }

@@ -8,7 +8,6 @@ import (
 
 	"varsel/audit"
 	"varsel/broker/keys"
-	"varsel/broker/postgres"
 	"varsel/policies"
 )
 
@@ -40,15 +39,12 @@ func runKeys(ctx context.Context, args []string, o cmdIO) error {
 	if err := parse(fs, args[1:], o); err != nil {
 		return handled(err)
 	}
-	if c.DatabaseURL == "" {
-		return fmt.Errorf("no database: set --database-url or VARSEL_DATABASE_URL")
-	}
 	c.Vault = keys.VaultConfigFromEnv(o.getenv)
 	src, err := openKeys(ctx, c, nil)
 	if err != nil {
 		return err
 	}
-	db, err := postgres.Open(ctx, c.DatabaseURL, postgres.Options{MaxConns: 2})
+	db, err := operatorDB(ctx, c)
 	if err != nil {
 		return err
 	}

@@ -282,7 +282,7 @@ func runMigrate(ctx context.Context, args []string, o cmdIO) error {
 		return handled(err)
 	}
 	if c.DatabaseURL == "" {
-		return fmt.Errorf("no database: set --database-url or VARSEL_DATABASE_URL")
+		return errNoDatabase
 	}
 	v, err := schema.Migrate(ctx, c.DatabaseURL)
 	if err != nil {
