@@ -196,13 +196,23 @@ type PendingPush struct {
 
 // ClaimPushes takes up to limit due pushes for lease (other replicas skip
 // them until it ends).
+//
+// A push goes to the office's webhook as it is now: one withdrawn since the
+// delivery was queued is given up, one changed is followed.
 func (db *DB) ClaimPushes(ctx context.Context, limit int, lease time.Duration) ([]PendingPush, error) {
+	if _, err := db.Pool.Exec(ctx, `
+		UPDATE webhook_pushes p SET gave_up_at = now(), last_error = 'webhook withdrawn'
+		WHERE delivered_at IS NULL AND gave_up_at IS NULL AND next_attempt_at <= now()
+		  AND NOT EXISTS (SELECT 1 FROM office_webhooks w WHERE w.office = p.office)`); err != nil {
+		return nil, fmt.Errorf("give up withdrawn webhook pushes: %w", err)
+	}
 	rows, err := db.Pool.Query(ctx, `
-		UPDATE webhook_pushes SET next_attempt_at = now() + make_interval(secs => $2)
-		WHERE id IN (SELECT id FROM webhook_pushes
+		UPDATE webhook_pushes p SET next_attempt_at = now() + make_interval(secs => $2), url = w.url
+		FROM office_webhooks w
+		WHERE w.office = p.office AND p.id IN (SELECT id FROM webhook_pushes
 			WHERE delivered_at IS NULL AND gave_up_at IS NULL AND next_attempt_at <= now()
 			ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
-		RETURNING id, warning_id, office, url, attempts`, limit, lease.Seconds())
+		RETURNING p.id, p.warning_id, p.office, w.url, p.attempts`, limit, lease.Seconds())
 	if err != nil {
 		return nil, fmt.Errorf("claim webhook pushes: %w", err)
 	}

@@ -7,7 +7,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
+	"net/url"
+	"syscall"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -45,6 +49,9 @@ type Pusher struct {
 	MaxRetry    time.Duration // default 5 min
 	MaxAttempts int           // default 12
 	Logger      *slog.Logger
+	// AllowPrivate lets pushes reach loopback and private addresses
+	// (development and tests); otherwise only public addresses are dialled.
+	AllowPrivate bool
 }
 
 // PushBody is the signed payload of a webhook push.
@@ -82,7 +89,9 @@ func (p *Pusher) Run(ctx context.Context) {
 
 // PushDue attempts the pushes that are due and returns how many it tried.
 func (p *Pusher) PushDue(ctx context.Context) (int, error) {
-	due, err := p.Store.ClaimPushes(ctx, 20, time.Minute)
+	// The lease outlasts a whole batch (20 pushes of at most 10 s each), so
+	// another replica does not claim a push this one is still sending.
+	due, err := p.Store.ClaimPushes(ctx, 20, 5*time.Minute)
 	if err != nil {
 		return 0, err
 	}
@@ -119,7 +128,8 @@ func (p *Pusher) attempt(ctx context.Context, d postgres.PendingPush) {
 	}
 	e := &audit.Entry{TS: audit.FormatTime(time.Now()), ActorAgency: p.BrokerID, Actor: "webhook", Role: "broker",
 		Office: d.Office, Action: "warning.push", Decision: audit.Allow, SubjectRef: f.SubjectRef,
-		FlagIDs: []string{f.ID}, LegalBasis: f.LegalBasis, Reasons: []string{fmt.Sprintf("attempt:%d", d.Attempts+1)}}
+		FlagIDs: []string{f.ID}, LegalBasis: f.LegalBasis,
+		Reasons: []string{fmt.Sprintf("attempt:%d", d.Attempts+1), "host:" + hostOf(d.URL)}}
 	if p.Policy != nil {
 		e.PolicyVersion = p.Policy()
 	}
@@ -143,7 +153,7 @@ func (p *Pusher) attempt(ctx context.Context, d postgres.PendingPush) {
 	}
 	hc := p.HTTP
 	if hc == nil {
-		hc = &http.Client{Timeout: 10 * time.Second}
+		hc = WebhookClient(p.AllowPrivate)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.URL, bytes.NewReader([]byte(compact)))
 	if err != nil {
@@ -175,4 +185,44 @@ func (p *Pusher) backoff(attempt int) time.Duration {
 	}
 	d := first << min(attempt-1, 20)
 	return min(d, maxWait)
+}
+
+func hostOf(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "?"
+	}
+	return u.Host
+}
+
+// WebhookClient is the HTTP client for pushes: it never follows redirects
+// (a redirect could lead to an http:// or internal address) and, unless
+// allowPrivate, refuses to connect to loopback, private, link-local,
+// multicast or unspecified addresses, checked on the address actually
+// dialled, after DNS, so a name that resolves inward is refused too.
+func WebhookClient(allowPrivate bool) *http.Client {
+	dialer := &net.Dialer{Timeout: 5 * time.Second}
+	if !allowPrivate {
+		dialer.Control = func(_, address string, _ syscall.RawConn) error {
+			host, _, err := net.SplitHostPort(address)
+			if err != nil {
+				return err
+			}
+			ip, err := netip.ParseAddr(host)
+			if err != nil {
+				return fmt.Errorf("webhook address %q is not an IP", host)
+			}
+			ip = ip.Unmap()
+			if ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() ||
+				ip.IsMulticast() || ip.IsUnspecified() || ip.IsInterfaceLocalMulticast() {
+				return fmt.Errorf("webhook address %s is not public: refused", ip)
+			}
+			return nil
+		}
+	}
+	return &http.Client{
+		Timeout:       10 * time.Second,
+		Transport:     &http.Transport{DialContext: dialer.DialContext, TLSHandshakeTimeout: 5 * time.Second, Proxy: nil},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
 }

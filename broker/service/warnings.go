@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strconv"
@@ -344,6 +345,11 @@ func (s *Service) SetWebhook(ctx context.Context, p *broker.Principal, office st
 		ok := err == nil && u.Host != "" && u.User == nil && (u.Scheme == "https" || (u.Scheme == "http" && s.AllowHTTPWebhooks))
 		if !ok || len(req.URL) > 500 {
 			return audit.Receipt{}, broker.CodeErrorf(broker.EINVALID, broker.CodeInvalidField, "url must be an https:// URL without credentials")
+		}
+		if ip, err := netip.ParseAddr(strings.Trim(u.Hostname(), "[]")); err == nil && !s.AllowHTTPWebhooks {
+			if ip = ip.Unmap(); ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsUnspecified() || ip.IsMulticast() {
+				return audit.Receipt{}, broker.CodeErrorf(broker.EINVALID, broker.CodeInvalidField, "url must name a public address")
+			}
 		}
 	}
 	if _, err := s.authorize(ctx, p, policies.ActionWebhookSet, &policies.OfficeResource{Office: office}, nil); err != nil {

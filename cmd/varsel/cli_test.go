@@ -146,3 +146,16 @@ func TestHelpAndErrors(t *testing.T) {
 		t.Errorf("migrate: %q", out)
 	}
 }
+
+func TestConfigLogNeverShowsPasswords(t *testing.T) {
+	for _, u := range []string{
+		"postgres://varsel:s3cret-pw@db.example:5432/varsel?sslmode=disable",
+		"postgres://varsel@db.example/varsel?password=s3cret-pw",
+		"host=db.example user=varsel password=s3cret-pw dbname=varsel",
+	} {
+		got := redactURL(u)
+		if strings.Contains(got, "s3cret-pw") || !strings.Contains(got, "db.example") {
+			t.Errorf("redactURL(%q) = %q", u, got)
+		}
+	}
+}

@@ -5,12 +5,15 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
 	"strconv"
 	"strings"
 	"time"
 	_ "time/tzdata" // office hours need a time zone on machines without zoneinfo
+
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"varsel/broker"
 	"varsel/broker/keys"
@@ -85,7 +88,7 @@ func (c *Config) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.DutyDeskPhone, "duty-desk-phone", c.DutyDeskPhone, "phone of the broker's duty desk, shown instead of a health issuer's contact phone")
 	fs.IntVar(&c.EmergencyLimit, "emergency-limit", c.EmergencyLimit, "emergency (life-and-health) checks one employee may make per hour")
 	fs.BoolVar(&c.TestSubjects, "test-subjects", c.TestSubjects, "accept synthetic national ids (month + 40 or + 80); never in production")
-	fs.BoolVar(&c.WebhookAllowHTTP, "webhook-allow-http", c.WebhookAllowHTTP, "accept http:// webhook URLs (development and tests only)")
+	fs.BoolVar(&c.WebhookAllowHTTP, "webhook-allow-http", c.WebhookAllowHTTP, "accept http:// webhook URLs and loopback or private addresses (development and tests only)")
 	fs.DurationVar(&c.WebhookFirstRetry, "webhook-first-retry", c.WebhookFirstRetry, "wait before the first webhook retry; doubles each time, up to 5m, 12 attempts")
 	fs.DurationVar(&c.WebhookInterval, "webhook-interval", c.WebhookInterval, "how often to look for webhook pushes that are due")
 	fs.DurationVar(&c.ReviewOverdue, "review-overdue", c.ReviewOverdue, "age at which a pending review is listed as overdue")
@@ -146,12 +149,22 @@ func (c Config) LogValue() slog.Value {
 	)
 }
 
+// redactURL shows where the database is, never a password: only host,
+// port, database and user are kept, whatever form the URL takes (a URL's
+// user info or query, or keyword/value pairs).
 func redactURL(s string) string {
-	u, err := url.Parse(s)
+	if s == "" {
+		return ""
+	}
+	cfg, err := pgconn.ParseConfig(s)
 	if err != nil {
 		return "(unparseable)"
 	}
-	return u.Redacted()
+	u := url.URL{Scheme: "postgres", Host: net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))), Path: "/" + cfg.Database}
+	if cfg.User != "" {
+		u.User = url.User(cfg.User)
+	}
+	return u.String()
 }
 
 func newLogger(format, level string) (*slog.Logger, error) {

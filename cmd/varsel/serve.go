@@ -208,7 +208,8 @@ func (m *Main) open(ctx context.Context) error {
 		Logger:            m.Logger,
 	}
 	m.pusher = &service.Pusher{Store: db, Audit: m.AuditWriter, Signer: jws, BrokerID: c.BrokerID,
-		Policy: m.Policies.Version, FirstRetry: c.WebhookFirstRetry, Interval: c.WebhookInterval, Logger: m.Logger}
+		Policy: m.Policies.Version, FirstRetry: c.WebhookFirstRetry, Interval: c.WebhookInterval, Logger: m.Logger,
+		AllowPrivate: c.WebhookAllowHTTP}
 	m.Server = api.New(api.Config{
 		BrokerJWKS:      jwks,
 		Logger:          m.Logger,

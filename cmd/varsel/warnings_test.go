@@ -438,3 +438,31 @@ func TestWarnAndInboxCommands(t *testing.T) {
 		t.Fatalf("inbox --ack acknowledged %d", n)
 	}
 }
+
+func TestWebhookClientRefusesInwardAddresses(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		http.Redirect(rw, r, "http://169.254.169.254/latest/meta-data", http.StatusFound)
+	}))
+	defer srv.Close()
+	// Production client: loopback is refused at dial time.
+	if _, err := service.WebhookClient(false).Post(srv.URL, "application/jose", strings.NewReader("x")); err == nil || !strings.Contains(err.Error(), "not public") {
+		t.Fatalf("loopback webhook: %v", err)
+	}
+	// Even where private addresses are allowed, redirects are not followed.
+	resp, err := service.WebhookClient(true).Post(srv.URL, "application/jose", strings.NewReader("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusFound {
+		t.Fatalf("redirect followed: %d", resp.StatusCode)
+	}
+	// Registering an inward address is refused without the development switch.
+	w := newWorld(t, nil)
+	sec := w.as(w.navState, "sec", "security-coordinator", "nav-grorud")
+	for _, u := range []string{"https://127.0.0.1/hook", "https://10.0.0.5/hook", "https://[::1]/hook", "http://example.org/hook"} {
+		if r, _ := sec.JSON(context.Background(), "PUT", "/v1/offices/nav-grorud/webhook", map[string]any{"url": u}, nil); r.Status != 422 {
+			t.Errorf("%s: %d", u, r.Status)
+		}
+	}
+}
