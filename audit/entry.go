@@ -211,11 +211,15 @@ func Link(head Receipt, entries []*Entry) {
 	}
 }
 
+// DisclosureActions are the actions that, allowed, show flags to someone
+// other than their issuer.
+var DisclosureActions = []string{"check", "warning.inbox", "warning.push"}
+
 // Query selects entries for a privacy officer's search.
 type Query struct {
 	// Scope limits the result to entries whose actor is in this agency or
-	// that disclosed a flag it issued; "" means every entry (the broker
-	// operator's auditors).
+	// that disclosed (allowed, a disclosure action) a flag it issued; ""
+	// means every entry (the broker operator's auditors).
 	Scope         string
 	SubjectRefs   []string // any of them (a subject's refs across key rotations)
 	ActorAgency   string

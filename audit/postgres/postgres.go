@@ -263,7 +263,8 @@ func (s *Store) Search(ctx context.Context, q audit.Query) ([]audit.Entry, error
 	}
 	rows, err := s.Pool.Query(ctx, selectEntries+`
 		WHERE seq > $1
-		  AND ($2 = '' OR actor_agency = $2 OR flag_ids && ARRAY(SELECT id FROM flags WHERE issuer = $2))
+		  AND ($2 = '' OR actor_agency = $2 OR (decision = 'allow' AND action = ANY($10)
+		       AND flag_ids && ARRAY(SELECT id FROM flags WHERE issuer = $2)))
 		  AND (cardinality($3::text[]) = 0 OR subject_ref = ANY($3))
 		  AND ($4 = '' OR actor_agency = $4)
 		  AND ($5 = '' OR actor = $5)
@@ -271,7 +272,7 @@ func (s *Store) Search(ctx context.Context, q audit.Query) ([]audit.Entry, error
 		  AND ($7::timestamptz IS NULL OR ts < $7)
 		  AND (NOT $8 OR emergency)
 		ORDER BY seq LIMIT $9`,
-		q.AfterSeq, q.Scope, nonNilStrings(q.SubjectRefs), q.ActorAgency, q.Actor, from, to, q.EmergencyOnly, q.Limit)
+		q.AfterSeq, q.Scope, nonNilStrings(q.SubjectRefs), q.ActorAgency, q.Actor, from, to, q.EmergencyOnly, q.Limit, audit.DisclosureActions)
 	if err != nil {
 		return nil, fmt.Errorf("search audit: %w", err)
 	}

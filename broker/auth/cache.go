@@ -70,6 +70,10 @@ func (c *KeyCache) Lookup(ctx context.Context, agencyID, kid string) (*broker.Ag
 
 func (c *KeyCache) refresh(ctx context.Context, agencyID string) (*cacheEntry, error) {
 	v, err, _ := c.group.Do(agencyID, func() (any, error) {
+		// Shared by every request waiting on this agency: not bound to the
+		// first one's lifetime.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
 		e := &cacheEntry{fetched: time.Now(), keys: map[string]*jose.JSONWebKey{}}
 		a, err := c.Registry.Agency(ctx, agencyID)
 		switch {

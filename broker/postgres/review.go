@@ -15,13 +15,13 @@ import (
 // sweepLock keeps two replicas from raising the same anomaly at once.
 const sweepLock = 0x7661_7273_0002
 
-// SyncEmergencyReviews makes a pending review of every allowed emergency
-// decision in the log that has none yet.
+// SyncEmergencyReviews makes a pending review of every emergency decision
+// in the log (allowed, or refused as over the limit) that has none yet.
 func (db *DB) SyncEmergencyReviews(ctx context.Context) (int64, error) {
 	tag, err := db.Pool.Exec(ctx, `
 		INSERT INTO reviews (seq, kind, actor_agency, actor, ts)
 		SELECT e.seq, 'emergency', e.actor_agency, e.actor, e.ts FROM audit_entries e
-		WHERE e.emergency AND e.decision = 'allow'
+		WHERE e.emergency
 		  AND NOT EXISTS (SELECT 1 FROM reviews r WHERE r.seq = e.seq AND r.kind = 'emergency')
 		ON CONFLICT DO NOTHING`)
 	if err != nil {
@@ -206,7 +206,8 @@ func (db *DB) Judge(ctx context.Context, seq int64, kind, verdict, note, by, age
 // scopeClause limits audit entries to an agency's view: its own actors'
 // entries, and entries that disclosed a flag it issued. $1 is the agency
 // ("" for all).
-const scopeClause = `($1 = '' OR e.actor_agency = $1 OR e.flag_ids && ARRAY(SELECT id FROM flags WHERE issuer = $1))`
+const scopeClause = `($1 = '' OR e.actor_agency = $1 OR (e.decision = 'allow' AND e.action IN ('check', 'warning.inbox', 'warning.push')
+	AND e.flag_ids && ARRAY(SELECT id FROM flags WHERE issuer = $1)))`
 
 // SubjectReport lists every disclosure about a person (by subject ref)
 // within scope: checks that disclosed flags, and inbox reads and pushes of

@@ -283,8 +283,8 @@ func (db *DB) Disclosures(ctx context.Context, issuer string, after int64, limit
 }
 
 // DisclosureActions are the audited actions that show a flag to someone
-// other than its issuer.
-var DisclosureActions = []string{"check", "warning.inbox", "warning.push"}
+// other than its issuer (kept in step with scopeClause).
+var DisclosureActions = audit.DisclosureActions
 
 func prefixed(alias, cols string) string {
 	parts := strings.Split(cols, ",")

@@ -88,6 +88,10 @@ func (s *Service) Check(ctx context.Context, p *broker.Principal, req CheckReque
 	now := s.now()
 
 	if emergency {
+		// Count and append under one lock per employee, so parallel
+		// emergency checks cannot all slip under the limit.
+		unlock := s.emergencyLocks.lock(p.Agency + "\x00" + p.Sub)
+		defer unlock()
 		if err := s.emergencyAllowed(ctx, p, ref, justification, now); err != nil {
 			return nil, err
 		}

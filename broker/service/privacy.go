@@ -214,6 +214,11 @@ func (s *Service) Judge(ctx context.Context, p *broker.Principal, seqText string
 		return nil, broker.Errorf(broker.ENOTFOUND, "no such review")
 	}
 	if len(candidates) > 1 {
+		e := s.entry(p, "review.verdict", audit.Deny)
+		e.Reasons = []string{fmt.Sprintf("review:%d", seq), "kind_required"}
+		if _, err := s.Audit.Append(ctx, e); err != nil {
+			return nil, err
+		}
 		return nil, broker.CodeErrorf(broker.EINVALID, broker.CodeInvalidField, "entry %d has an emergency and an anomaly review: say which with kind", seq)
 	}
 	r := candidates[0]
@@ -221,6 +226,15 @@ func (s *Service) Judge(ctx context.Context, p *broker.Principal, seqText string
 	e.FlagIDs, e.LegalBasis = r.FlagIDs, r.LegalBasis
 	e.Reasons = []string{fmt.Sprintf("review:%s:%d", r.Kind, seq), "verdict:" + req.Verdict}
 	if err := s.Reviews.Judge(ctx, seq, r.Kind, req.Verdict, req.Note, p.Sub, p.Agency, e); err != nil {
+		if broker.ErrorKind(err) == broker.ECONFLICT {
+			// Judged already: the refused second verdict is recorded too.
+			d := s.entry(p, "review.verdict", audit.Deny)
+			d.FlagIDs, d.LegalBasis = r.FlagIDs, r.LegalBasis
+			d.Reasons = []string{fmt.Sprintf("review:%s:%d", r.Kind, seq), "already_judged"}
+			if _, aerr := s.Audit.Append(ctx, d); aerr != nil {
+				return nil, aerr
+			}
+		}
 		return nil, err
 	}
 	now := s.now().UTC()

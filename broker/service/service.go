@@ -7,6 +7,7 @@ package service
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"time"
 
 	"varsel/audit"
@@ -97,7 +98,9 @@ type Service struct {
 	EmergencyLimit  int
 	EmergencyWindow time.Duration
 	Logger          *slog.Logger
-	Now             func() time.Time // nil: time.Now
+
+	emergencyLocks keyedMutex
+	Now            func() time.Time // nil: time.Now
 }
 
 func (s *Service) now() time.Time {
@@ -151,4 +154,14 @@ func (s *Service) authorize(ctx context.Context, p *broker.Principal, action str
 // Whoami records that p asked who it is, and returns the receipt.
 func (s *Service) Whoami(ctx context.Context, p *broker.Principal) (audit.Receipt, error) {
 	return s.Audit.Append(ctx, s.entry(p, "whoami", audit.Allow))
+}
+
+// keyedMutex is a set of mutexes by key, made on first use.
+type keyedMutex struct{ m sync.Map }
+
+func (k *keyedMutex) lock(key string) func() {
+	v, _ := k.m.LoadOrStore(key, &sync.Mutex{})
+	mu := v.(*sync.Mutex)
+	mu.Lock()
+	return mu.Unlock
 }

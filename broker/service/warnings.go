@@ -85,7 +85,10 @@ func (s *Service) Warning(ctx context.Context, p *broker.Principal, id string) (
 	}
 	// Visible exactly when its flag is: to the issuing agency.
 	if _, err := s.flagFor(ctx, p, flagID, policies.ActionFlagRead); err != nil {
-		return nil, broker.Errorf(broker.ENOTFOUND, "no such warning")
+		if broker.ErrorKind(err) == broker.ENOTFOUND {
+			return nil, broker.Errorf(broker.ENOTFOUND, "no such warning")
+		}
+		return nil, err
 	}
 	w, err := s.Warnings.Warning(ctx, id)
 	if err != nil {

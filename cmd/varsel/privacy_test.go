@@ -92,6 +92,10 @@ func TestEmergencyReviewAndScope(t *testing.T) {
 	if r, _ := healthPO.JSON(ctx, "POST", "/v1/audit/reviews/"+seq, map[string]any{"verdict": "unjustified", "note": "changed my mind"}, nil); r.Status != 409 {
 		t.Fatalf("second verdict: %d", r.Status)
 	}
+	// Both refused verdicts (NAV's officer, the second one) are in the log.
+	if n := w.count(`SELECT count(*) FROM audit_entries WHERE action = 'review.verdict' AND decision = 'deny'`); n != 2 {
+		t.Fatalf("%d refused verdicts audited, want 2", n)
+	}
 	pending = reviewList{}
 	healthPO.JSON(ctx, "GET", "/v1/audit/reviews?status=pending", nil, &pending)
 	if len(pending.Reviews) != 0 {

@@ -171,6 +171,11 @@ passes["flag_role"] if principal.role in issuer_roles
 
 passes["flag_role"] if principal.role == "agency-admin"
 
+passes["flag_role"] if {
+	input.action == "flag.read"
+	principal.role == "privacy-officer"
+}
+
 passes["issuing_agency"] if {
 	principal.agency != ""
 	principal.agency == resource.issuer_agency

@@ -262,6 +262,14 @@ test_caseworker_cannot_read_own_agency_flag if {
 	d == {"allow": false, "reasons": ["role_not_permitted"]}
 }
 
+test_privacy_officer_reads_own_agency_flag if {
+	allowed("flag.read", as_role(police, "privacy-officer"), {"issuer_agency": "oslo-pd"})
+}
+
+test_privacy_officer_cannot_read_other_agency_flag if {
+	denied_for("flag.read", as_role(police, "privacy-officer"), {"issuer_agency": "nav-state"}, "not_issuing_agency")
+}
+
 test_privacy_officer_cannot_revoke if {
 	denied_for("flag.revoke", as_role(police, "privacy-officer"), {"issuer_agency": "oslo-pd"}, "role_not_permitted")
 }

@@ -126,8 +126,10 @@ normal_disclosures := [[flag.id, {
 # description: >-
 #   When the reader invokes the life-and-health exception, every flag that is
 #   not normally visible, with only the fields that avert the danger, as
-#   [id, disclosure] pairs. The exception reaches only reader kinds that its
-#   basis lets receive.
+#   [id, disclosure] pairs. The exception's basis must cover the direction
+#   like any other: it reaches only reader kinds in its "to", and only flags
+#   whose issuer kind is in its "from" (health personnel are bound by their
+#   own duty of confidentiality and are not among them).
 default emergency_disclosures := []
 
 emergency_disclosures := [[flag.id, {
@@ -139,10 +141,12 @@ emergency_disclosures := [[flag.id, {
 }] |
 	some i, flag in input.flags
 	not i in seen
+	flag.issuer_kind in from
 ] if {
 	allow
 	review_required
 	input.principal.agency_kind in data.legal_bases[emergency_basis].to
+	from := data.legal_bases[emergency_basis].from
 	seen := visible
 	fields := emergency_fields
 }
