@@ -19,9 +19,14 @@ type Source interface {
 
 // Report is the outcome of Verify.
 type Report struct {
-	Entries     int64   // entries read
-	Head        Receipt // the last entry
-	Checkpoints int     // checkpoints whose signature and hash held
+	Entries int64   // entries read
+	First   int64   // the first entry's seq
+	Head    Receipt // the last entry
+	// Unsigned is the ts of the first entry after the newest checkpoint
+	// ("" when a checkpoint covers the head): entries a checkpoint does not
+	// cover yet should be only seconds old.
+	Unsigned    string
+	Checkpoints int // checkpoints whose signature and hash held
 	// FirstBad is the lowest seq at which the log is wrong (0: none), and
 	// Problem says what is wrong there.
 	FirstBad int64
@@ -50,6 +55,7 @@ func Verify(ctx context.Context, src Source, verifier note.Verifier, origin stri
 	}
 	// Checkpoint counts to check against the chain as it streams by.
 	want := map[int64][]Checkpoint{}
+	newest := int64(0)
 	for _, cp := range cps {
 		if verifier != nil {
 			o, head, err := OpenCheckpoint(cp.Note, verifier)
@@ -63,6 +69,7 @@ func Verify(ctx context.Context, src Source, verifier note.Verifier, origin stri
 			}
 		}
 		want[cp.Count] = append(want[cp.Count], cp)
+		newest = max(newest, cp.Count)
 	}
 
 	workers := max(runtime.GOMAXPROCS(0), 1)
@@ -113,7 +120,13 @@ func Verify(ctx context.Context, src Source, verifier note.Verifier, origin stri
 			delete(want, prev.Seq)
 			mu.Unlock()
 		}
+		if first {
+			rep.First = e.Seq
+		}
 		first = false
+		if e.Seq == newest+1 {
+			rep.Unsigned = e.TS
+		}
 		expect := prev.Seq + 1
 		prevHash := prev.Hash
 		if prev.Seq == 0 {
@@ -169,4 +182,27 @@ func Verify(ctx context.Context, src Source, verifier note.Verifier, origin stri
 		}
 	}
 	return rep, nil
+}
+
+// WithCheckpoints adds checkpoints kept outside the log (a trusted copy an
+// auditor saved earlier) to a source: Verify then requires the chain to
+// still hold each of them, so a rewritten or truncated tail is caught even
+// when the checkpoints in the database were deleted with it.
+func WithCheckpoints(src Source, extra []Checkpoint) Source {
+	return &extraCheckpoints{Source: src, extra: extra}
+}
+
+type extraCheckpoints struct {
+	Source
+	extra []Checkpoint
+}
+
+func (x *extraCheckpoints) Checkpoints(ctx context.Context) ([]Checkpoint, error) {
+	cps, err := x.Source.Checkpoints(ctx)
+	return append(cps, x.extra...), err
+}
+
+func (x *extraCheckpoints) Segment() bool {
+	s, ok := x.Source.(interface{ Segment() bool })
+	return ok && s.Segment()
 }

@@ -47,6 +47,9 @@ func runAuditVerify(ctx context.Context, args []string, o cmdIO) error {
 	keyFile := fs.String("checkpoint-key", "", "file with the checkpoint verifier key (note format); without it, signatures are not checked")
 	origin := fs.String("origin", "", `the checkpoints' origin line, e.g. "varsel/audit" (default: not checked)`)
 	file := fs.String("file", "", "verify this export file instead of the database (no database needed)")
+	var trusted stringList
+	fs.Var(&trusted, "trusted-checkpoint", "a checkpoint note saved earlier outside the database (from GET /v1/audit/checkpoint); the chain must still hold it (repeatable)")
+	maxUnsigned := fs.Duration("max-unsigned-age", 2*time.Minute, "fail when the entries after the newest checkpoint go back further than this (0: do not check)")
 	if err := parse(fs, args, o); err != nil {
 		return handled(err)
 	}
@@ -78,6 +81,24 @@ func runAuditVerify(ctx context.Context, args []string, o cmdIO) error {
 		defer db.Close()
 		src = &auditpg.Store{Pool: db.Pool}
 	}
+	if len(trusted) > 0 {
+		if verifier == nil {
+			return fmt.Errorf("audit verify: --trusted-checkpoint needs --checkpoint-key")
+		}
+		var extra []audit.Checkpoint
+		for _, path := range trusted {
+			b, err := readFile(path)
+			if err != nil {
+				return err
+			}
+			_, head, err := audit.OpenCheckpoint(string(b), verifier)
+			if err != nil {
+				return fmt.Errorf("audit verify: trusted checkpoint %s: %w", path, err)
+			}
+			extra = append(extra, audit.Checkpoint{Count: head.Seq, Hash: head.Hash, Note: string(b)})
+		}
+		src = audit.WithCheckpoints(src, extra)
+	}
 	start := time.Now()
 	rep, err := audit.Verify(ctx, src, verifier, *origin)
 	if err != nil {
@@ -86,6 +107,20 @@ func runAuditVerify(ctx context.Context, args []string, o cmdIO) error {
 	took := time.Since(start)
 	if !rep.OK() {
 		return fmt.Errorf("audit verify: FAILED at seq %d: %s", rep.FirstBad, rep.Problem)
+	}
+	if rep.Unsigned != "" && verifier != nil {
+		// Entries no checkpoint covers: fine when they are seconds old, but an
+		// export must be anchored at both ends, and old unsigned entries in
+		// the database mean checkpoints went missing.
+		if *file != "" {
+			return fmt.Errorf("audit verify: FAILED at seq %d: the export's last entries are not covered by a signed checkpoint", rep.Head.Seq)
+		}
+		if ts, err := time.Parse(audit.TimeFormat, rep.Unsigned); err == nil && *maxUnsigned > 0 && time.Since(ts) > *maxUnsigned {
+			return fmt.Errorf("audit verify: FAILED: entries since %s are covered by no checkpoint (checkpoints deleted?)", rep.Unsigned)
+		}
+	}
+	if *file != "" && rep.First > 1 && verifier != nil && !hasCheckpointAt(ctx, src, rep.First-1) {
+		return fmt.Errorf("audit verify: FAILED at seq %d: the export's first prev_hash is not named by a signed checkpoint", rep.First)
 	}
 	rate := float64(rep.Entries) / took.Seconds()
 	sig := "signatures checked"
@@ -175,4 +210,17 @@ func runAuditExport(ctx context.Context, args []string, o cmdIO) error {
 	}
 	fmt.Fprintf(o.stderr, "exported entries %d..%d (%d) for %s..%s\n", start, end, n, from.Format(time.RFC3339), to.Format(time.RFC3339))
 	return nil
+}
+
+func hasCheckpointAt(ctx context.Context, src audit.Source, count int64) bool {
+	cps, err := src.Checkpoints(ctx)
+	if err != nil {
+		return false
+	}
+	for _, cp := range cps {
+		if cp.Count == count {
+			return true
+		}
+	}
+	return false
 }

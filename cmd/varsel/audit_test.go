@@ -352,3 +352,42 @@ func cliOnEnv(t *testing.T, dbURL string, env map[string]string, args ...string)
 	})
 	return out.String() + errOut.String(), err
 }
+
+// TestTrustedCheckpointCatchesTruncation: a superuser deletes the last
+// entries and every checkpoint that covered them. The database alone then
+// looks consistent; a checkpoint an auditor saved earlier does not.
+func TestTrustedCheckpointCatchesTruncation(t *testing.T) {
+	db := freshDB(t)
+	signer := registerOn(t, db, "nav-trunc", "nav-state", "nav-x")
+	_, base := startMain(t, db, func(c *Config) { c.CheckpointInterval = 100 * time.Millisecond })
+	c := &client.Client{BaseURL: base, Signer: signer, Employee: client.Employee{Sub: "kari", Role: "caseworker", Office: "nav-x"}}
+	ctx := context.Background()
+	for i := 0; i < 6; i++ {
+		if _, err := c.JSON(ctx, "GET", "/v1/whoami", nil, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
+	dir := t.TempDir()
+	key, _ := c.Do(ctx, "GET", "/v1/audit/key", nil)
+	cp, _ := c.Do(ctx, "GET", "/v1/audit/checkpoint", nil)
+	keyFile, cpFile := filepath.Join(dir, "key.pub"), filepath.Join(dir, "saved.note")
+	os.WriteFile(keyFile, key.Body, 0o644)
+	os.WriteFile(cpFile, cp.Body, 0o644)
+	if !strings.HasPrefix(string(cp.Body), "varsel/audit\n6\n") {
+		t.Fatalf("checkpoint %q", cp.Body)
+	}
+	conn, err := pgx.Connect(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `ALTER TABLE audit_entries DISABLE TRIGGER USER; ALTER TABLE audit_checkpoints DISABLE TRIGGER USER;
+		DELETE FROM audit_entries WHERE seq > 4; DELETE FROM audit_checkpoints WHERE count > 4;
+		ALTER TABLE audit_entries ENABLE TRIGGER USER; ALTER TABLE audit_checkpoints ENABLE TRIGGER USER`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cliOn(t, db, "audit", "verify", "--checkpoint-key", keyFile, "--trusted-checkpoint", cpFile); err == nil || !strings.Contains(err.Error(), "seq 5") {
+		t.Fatalf("truncation with a trusted checkpoint: %v", err)
+	}
+}
