@@ -134,6 +134,11 @@ func (s *Service) Check(ctx context.Context, p *broker.Principal, req CheckReque
 		}
 		res.Flags = append(res.Flags, s.project(f, dis))
 		e.FlagIDs = append(e.FlagIDs, f.ID)
+		if dis.Emergency {
+			// Which flags only the exception revealed, for the issuer's
+			// disclosure feed: the entry's legal_basis lists bases, not pairs.
+			e.Reasons = append(e.Reasons, "emergency_flag:"+f.ID)
+		}
 		if !slices.Contains(bases, dis.LegalBasis) {
 			bases = append(bases, dis.LegalBasis)
 		}
