@@ -250,7 +250,7 @@ func nullTime(t time.Time) *time.Time {
 func (db *DB) Disclosures(ctx context.Context, issuer string, after int64, limit int) ([]broker.Disclosure, error) {
 	rows, err := db.Pool.Query(ctx, `
 		WITH e AS (
-			SELECT seq, ts, actor_agency, office, role, action, legal_basis, emergency, flag_ids
+			SELECT seq, ts, actor_agency, office, role, action, legal_basis, emergency, flag_ids, reasons
 			FROM audit_entries
 			WHERE seq > $2 AND decision = 'allow' AND action = ANY($4) AND actor_agency <> $1
 			  AND flag_ids && ARRAY(SELECT id FROM flags WHERE issuer = $1)
