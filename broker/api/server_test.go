@@ -25,20 +25,14 @@ import (
 var testDB *postgres.DB
 
 func TestMain(m *testing.M) {
-	ctx := context.Background()
-	url, err := schematest.NewDatabase(ctx, "api_pkg", false)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	if testDB, err = postgres.Open(ctx, url, postgres.Options{}); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	testDB.Close()
-	_ = schematest.DropDatabase(ctx, url)
-	os.Exit(code)
+	os.Exit(schematest.Main(m, "api_pkg", func(url string) (func(), error) {
+		var err error
+		testDB, err = postgres.Open(context.Background(), url, postgres.Options{})
+		if err != nil {
+			return nil, err
+		}
+		return testDB.Close, nil
+	}))
 }
 
 // testServer serves a Server with the real verifier on a loopback port. The

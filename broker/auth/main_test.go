@@ -2,7 +2,6 @@ package auth_test
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"testing"
 
@@ -13,19 +12,12 @@ import (
 var testDB *postgres.DB
 
 func TestMain(m *testing.M) {
-	ctx := context.Background()
-	url, err := schematest.NewDatabase(ctx, "auth_pkg", false)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	testDB, err = postgres.Open(ctx, url, postgres.Options{})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	testDB.Close()
-	_ = schematest.DropDatabase(ctx, url)
-	os.Exit(code)
+	os.Exit(schematest.Main(m, "auth_pkg", func(url string) (func(), error) {
+		var err error
+		testDB, err = postgres.Open(context.Background(), url, postgres.Options{})
+		if err != nil {
+			return nil, err
+		}
+		return testDB.Close, nil
+	}))
 }

@@ -2,7 +2,6 @@ package postgres_test
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"testing"
 	"time"
@@ -14,16 +13,7 @@ import (
 var testURL string
 
 func TestMain(m *testing.M) {
-	ctx := context.Background()
-	url, err := schematest.NewDatabase(ctx, "postgres_pkg", false)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	testURL = url
-	code := m.Run()
-	_ = schematest.DropDatabase(ctx, url)
-	os.Exit(code)
+	os.Exit(schematest.Main(m, "postgres_pkg", func(url string) (func(), error) { testURL = url; return nil, nil }))
 }
 
 func openDB(t *testing.T) *postgres.DB {

@@ -148,16 +148,15 @@ func (db *DB) Reviews(ctx context.Context, q ReviewQuery) ([]*broker.Review, err
 	if err != nil {
 		return nil, fmt.Errorf("list reviews: %w", err)
 	}
-	defer rows.Close()
-	out := []*broker.Review{}
-	for rows.Next() {
-		r, err := scanReview(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, r)
+	return collectReviews(rows)
+}
+
+func collectReviews(rows pgx.Rows) ([]*broker.Review, error) {
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*broker.Review, error) { return scanReview(r) })
+	if out == nil {
+		out = []*broker.Review{}
 	}
-	return out, rows.Err()
+	return out, err
 }
 
 // ReviewsAt returns the reviews of one audit entry (an emergency and an
@@ -168,16 +167,7 @@ func (db *DB) ReviewsAt(ctx context.Context, seq int64, overdueAge time.Duration
 	if err != nil {
 		return nil, fmt.Errorf("select reviews at %d: %w", seq, err)
 	}
-	defer rows.Close()
-	var out []*broker.Review
-	for rows.Next() {
-		r, err := scanReview(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, r)
-	}
-	return out, rows.Err()
+	return collectReviews(rows)
 }
 
 // Judge records a verdict on a pending review with its audit entry, in one

@@ -278,13 +278,11 @@ func assertReceiptsInLog(t *testing.T, dbURL string, receipts []audit.Receipt) {
 
 func TestDatabaseStopMidLoad(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "pg")
-	pg := filepath.Join(schematest.RepoRoot(), "deploy", "pg.sh")
-	out, err := exec.Command(pg, "start", dir).Output()
+	url, pg, wipe, err := schematest.OwnCluster(dir)
 	if err != nil {
-		t.Fatalf("start own cluster: %v", err)
+		t.Fatal(err)
 	}
-	url := strings.TrimSpace(string(out))
-	t.Cleanup(func() { _ = exec.Command(pg, "wipe", dir).Run() })
+	t.Cleanup(wipe)
 	if _, err := cliOn(t, url, "migrate"); err != nil {
 		t.Fatal(err)
 	}

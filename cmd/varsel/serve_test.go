@@ -30,13 +30,11 @@ func readyStatus(t *testing.T, url string) (int, string) {
 // own (not the shared test server) under a running broker.
 func TestReadyzFollowsDatabase(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "pg")
-	pg := filepath.Join(schematest.RepoRoot(), "deploy", "pg.sh")
-	out, err := exec.Command(pg, "start", dir).Output()
+	url, pg, wipe, err := schematest.OwnCluster(dir)
 	if err != nil {
-		t.Fatalf("start own cluster: %v", err)
+		t.Fatal(err)
 	}
-	url := strings.TrimSpace(string(out))
-	t.Cleanup(func() { _ = exec.Command(pg, "wipe", dir).Run() })
+	t.Cleanup(wipe)
 
 	_, base := startMain(t, url, func(c *Config) { c.Migrate = true })
 	if code, body := readyStatus(t, base); code != 200 {

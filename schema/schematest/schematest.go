@@ -111,3 +111,39 @@ func DropDatabase(ctx context.Context, dbURL string) error {
 	_, err = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{strings.TrimPrefix(u.Path, "/")}.Sanitize()+" WITH (FORCE)")
 	return err
 }
+
+// Main runs a test package against a fresh, migrated database of its own:
+// setup gets its URL before the tests run (and may return a teardown), and
+// the database is dropped after them. From TestMain:
+//
+//	os.Exit(schematest.Main(m, "pkg", func(url string) (func(), error) { testURL = url; return nil, nil }))
+func Main(m interface{ Run() int }, prefix string, setup func(url string) (teardown func(), err error)) int {
+	ctx := context.Background()
+	u, err := NewDatabase(ctx, prefix, false)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer func() { _ = DropDatabase(ctx, u) }()
+	teardown, err := setup(u)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if teardown != nil {
+		defer teardown()
+	}
+	return m.Run()
+}
+
+// OwnCluster starts a PostgreSQL cluster of the caller's own under dir with
+// deploy/pg.sh (for tests that stop and restart it) and returns its URL and
+// the script; the cleanup wipes it.
+func OwnCluster(dir string) (url, script string, cleanup func(), err error) {
+	script = filepath.Join(RepoRoot(), "deploy", "pg.sh")
+	out, err := exec.Command(script, "start", dir).Output()
+	if err != nil {
+		return "", "", nil, fmt.Errorf("start own cluster: %w", err)
+	}
+	return strings.TrimSpace(string(out)), script, func() { _ = exec.Command(script, "wipe", dir).Run() }, nil
+}
