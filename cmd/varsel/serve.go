@@ -35,6 +35,17 @@ func runServe(ctx context.Context, args []string, o cmdIO) error {
 	m := NewMain()
 	fs := flagSet("serve", "serve [flags]", o)
 	m.Config.register(fs)
+	base := fs.Usage
+	fs.Usage = func() {
+		base()
+		fmt.Fprint(o.stdout, `
+With --keys vault the broker reads VAULT_ADDR and logs in with VAULT_TOKEN, or
+AppRole (VARSEL_VAULT_ROLE_ID, VARSEL_VAULT_SECRET_ID), or Kubernetes
+(VARSEL_VAULT_K8S_ROLE); VARSEL_VAULT_SUBJECT_KEY (default
+secret/data/varsel/subject-key) and VARSEL_VAULT_TRANSIT_KEY (default
+transit/keys/varsel-checkpoint) name the keys. See the README.
+`)
+	}
 	if err := parse(fs, args, o); err != nil {
 		return handled(err)
 	}
