@@ -133,7 +133,9 @@ func (v *Vault) login(ctx context.Context) error {
 		if mount == "" {
 			mount = "approle"
 		}
-		return v.loginWith(ctx, "auth/"+mount+"/login", map[string]any{"role_id": c.RoleID, "secret_id": c.SecretID})
+		return v.loginWith(ctx, "auth/"+mount+"/login", func() (map[string]any, error) {
+			return map[string]any{"role_id": c.RoleID, "secret_id": c.SecretID}, nil
+		})
 	case c.K8sRole != "":
 		mount := c.AuthMount
 		if mount == "" {
@@ -143,16 +145,24 @@ func (v *Vault) login(ctx context.Context) error {
 		if path == "" {
 			path = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 		}
-		jwt, err := os.ReadFile(path)
-		if err != nil {
-			return fmt.Errorf("vault: kubernetes service account token: %w", err)
-		}
-		return v.loginWith(ctx, "auth/"+mount+"/login", map[string]any{"role": c.K8sRole, "jwt": strings.TrimSpace(string(jwt))})
+		// The projected token on disk is rotated by the kubelet: read it
+		// afresh for every login, never reuse an old copy.
+		return v.loginWith(ctx, "auth/"+mount+"/login", func() (map[string]any, error) {
+			jwt, err := os.ReadFile(path)
+			if err != nil {
+				return nil, fmt.Errorf("vault: kubernetes service account token: %w", err)
+			}
+			return map[string]any{"role": c.K8sRole, "jwt": strings.TrimSpace(string(jwt))}, nil
+		})
 	}
 	return errors.New("vault: no credentials: set VAULT_TOKEN, or VARSEL_VAULT_ROLE_ID and VARSEL_VAULT_SECRET_ID, or VARSEL_VAULT_K8S_ROLE")
 }
 
-func (v *Vault) loginWith(ctx context.Context, path string, body map[string]any) error {
+func (v *Vault) loginWith(ctx context.Context, path string, credentials func() (map[string]any, error)) error {
+	body, err := credentials()
+	if err != nil {
+		return err
+	}
 	s, err := v.client.Logical().WriteWithContext(ctx, path, body)
 	if err != nil {
 		return fmt.Errorf("vault: login at %s refused: %w", path, shortVaultErr(err))
@@ -165,12 +175,12 @@ func (v *Vault) loginWith(ctx context.Context, path string, body map[string]any)
 	if err != nil {
 		return fmt.Errorf("vault: %w", err)
 	}
-	go v.watch(context.WithoutCancel(ctx), w, path, body)
+	go v.watch(context.WithoutCancel(ctx), w, path, credentials)
 	return nil
 }
 
 // watch renews a login's token and logs in again when it cannot be renewed.
-func (v *Vault) watch(ctx context.Context, w *vault.LifetimeWatcher, path string, body map[string]any) {
+func (v *Vault) watch(ctx context.Context, w *vault.LifetimeWatcher, path string, credentials func() (map[string]any, error)) {
 	go w.Start()
 	defer w.Stop()
 	for {
@@ -180,7 +190,7 @@ func (v *Vault) watch(ctx context.Context, w *vault.LifetimeWatcher, path string
 				v.cfg.Logger.Warn("vault token renewal ended; logging in again", "subsystem", "keys", "err", shortVaultErr(err))
 			}
 			for {
-				if err := v.loginWith(ctx, path, body); err == nil {
+				if err := v.loginWith(ctx, path, credentials); err == nil {
 					return
 				}
 				time.Sleep(5 * time.Second)
