@@ -268,3 +268,39 @@ func TestVaultLeastPrivilege(t *testing.T) {
 		t.Fatalf("start without Vault: %v %q", err, stderr.String())
 	}
 }
+
+func TestVaultAppRoleLogin(t *testing.T) {
+	v := startVault(t)
+	ctx := context.Background()
+	root := v.rootClient(t)
+	if err := root.Sys().EnableAuthWithOptions("approle", &vault.EnableAuthOptions{Type: "approle"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := root.Logical().Write("auth/approle/role/varsel", map[string]any{
+		"token_policies": "varsel", "token_no_default_policy": true, "token_ttl": "1h"}); err != nil {
+		t.Fatal(err)
+	}
+	rid, err := root.Logical().Read("auth/approle/role/varsel/role-id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sid, err := root.Logical().Write("auth/approle/role/varsel/secret-id", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := keys.OpenVault(ctx, keys.VaultConfig{Address: v.addr, Name: "varsel",
+		RoleID: rid.Data["role_id"].(string), SecretID: sid.Data["secret_id"].(string)})
+	if err != nil {
+		t.Fatalf("approle login: %v", err)
+	}
+	if _, _, err := src.SubjectKey(ctx, ""); err != nil {
+		t.Fatalf("subject key after approle login: %v", err)
+	}
+	if err := src.Ping(ctx); err != nil {
+		t.Fatalf("ping: %v", err)
+	}
+	if _, err := keys.OpenVault(ctx, keys.VaultConfig{Address: v.addr, Name: "varsel", RoleID: "nope", SecretID: "nope"}); err == nil ||
+		!strings.Contains(err.Error(), "login") {
+		t.Fatalf("bad approle credentials: %v", err)
+	}
+}
