@@ -77,3 +77,28 @@ func isForeignKeyViolation(err error) bool {
 	var pg *pgconn.PgError
 	return errors.As(err, &pg) && pg.Code == "23503"
 }
+
+// LockKey holds a session advisory lock on key (hashed) on one pooled
+// connection until unlock is called: a lock that holds across replicas, for
+// the rare operations that must not run twice at once anywhere (an
+// employee's emergency checks, counted against their limit).
+func (db *DB) LockKey(ctx context.Context, key string) (unlock func(), err error) {
+	conn, err := db.Pool.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("acquire connection for lock: %w", err)
+	}
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock(hashtextextended($1::text, 0))`, key); err != nil {
+		conn.Release()
+		return nil, fmt.Errorf("take lock: %w", err)
+	}
+	return func() {
+		// Unlock even if the request's context has ended.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if _, err := conn.Exec(ctx, `SELECT pg_advisory_unlock(hashtextextended($1::text, 0))`, key); err != nil {
+			// A connection whose lock state is unknown must not be reused.
+			_ = conn.Conn().Close(ctx)
+		}
+		conn.Release()
+	}, nil
+}

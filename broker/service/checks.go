@@ -88,9 +88,12 @@ func (s *Service) Check(ctx context.Context, p *broker.Principal, req CheckReque
 	now := s.now()
 
 	if emergency {
-		// Count and append under one lock per employee, so parallel
-		// emergency checks cannot all slip under the limit.
-		unlock := s.emergencyLocks.lock(p.Agency + "\x00" + p.Sub)
+		// Count and append under one lock per employee, held across
+		// replicas, so parallel emergency checks cannot all slip under the limit.
+		unlock, err := s.lockEmployee(ctx, "emergency/"+p.Agency+"/"+p.Sub)
+		if err != nil {
+			return nil, &broker.Error{Kind: broker.EUNAVAILABLE, Message: "the emergency limit cannot be checked", Err: err}
+		}
 		defer unlock()
 		if err := s.emergencyAllowed(ctx, p, ref, justification, now); err != nil {
 			return nil, err

@@ -99,8 +99,13 @@ type Service struct {
 	EmergencyWindow time.Duration
 	Logger          *slog.Logger
 
-	emergencyLocks keyedMutex
-	Now            func() time.Time // nil: time.Now
+	// Locks, when set, serialises an employee's emergency checks on every
+	// replica (postgres.DB.LockKey); without it, only on this one.
+	Locks interface {
+		LockKey(ctx context.Context, key string) (unlock func(), err error)
+	}
+	localLocks keyedMutex
+	Now        func() time.Time // nil: time.Now
 }
 
 func (s *Service) now() time.Time {
@@ -164,4 +169,12 @@ func (k *keyedMutex) lock(key string) func() {
 	mu := v.(*sync.Mutex)
 	mu.Lock()
 	return mu.Unlock
+}
+
+// lockEmployee takes the lock for key: across replicas when Locks is set.
+func (s *Service) lockEmployee(ctx context.Context, key string) (func(), error) {
+	if s.Locks != nil {
+		return s.Locks.LockKey(ctx, key)
+	}
+	return s.localLocks.lock(key), nil
 }

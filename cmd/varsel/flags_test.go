@@ -474,6 +474,24 @@ func TestEmergencyRateLimit(t *testing.T) {
 	if _, resp := w.check(hw, map[string]any{"subject": personE, "purpose": "meeting"}); resp.Status != 200 {
 		t.Fatalf("ordinary check: %d", resp.Status)
 	}
+	// Parallel emergency checks by one employee cannot slip past the limit.
+	racer := w.as(w.health, "lege-4", "health-worker", "")
+	statuses := make(chan int, 6)
+	for i := 0; i < 6; i++ {
+		go func() {
+			_, resp := w.check(racer, body)
+			statuses <- resp.Status
+		}()
+	}
+	okCount := 0
+	for i := 0; i < 6; i++ {
+		if <-statuses == 200 {
+			okCount++
+		}
+	}
+	if okCount != 2 {
+		t.Fatalf("%d of 6 parallel emergency checks allowed, want 2", okCount)
+	}
 	_ = fmt.Sprint()
 }
 

@@ -200,6 +200,7 @@ func (m *Main) open(ctx context.Context) error {
 		Rules: postgres.AnomalyRules{Window: time.Hour, MaxSubjects: c.AnomalySubjects, Hours: c.officeHours()}}
 	flags := &hotFlags{DB: db, lookups: postgres.NewFlagLookups(db, 4)}
 	svc := &service.Service{
+		Locks:             db,
 		Reviews:           db,
 		Sweeper:           m.sweeper,
 		ReviewOverdue:     c.ReviewOverdue,
