@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"mime"
 	"net/http"
 	"strconv"
@@ -164,7 +165,7 @@ func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		d := time.Since(start)
 		s.metrics.requests.WithLabelValues(route, c.Request().Method, strconv.Itoa(status)).Inc()
 		s.metrics.duration.WithLabelValues(route, c.Request().Method).Observe(d.Seconds())
-		if route != "/metrics" && route != "/healthz" && route != "/readyz" {
+		if route != "/metrics" && route != "/healthz" && route != "/readyz" && s.log.Enabled(c.Request().Context(), slog.LevelDebug) {
 			attrs := []any{"request_id", c.Response().Header().Get(echo.HeaderXRequestID), "method", c.Request().Method,
 				"route", route, "status", status, "duration_ms", float64(d.Microseconds()) / 1000}
 			if p := broker.PrincipalFromContext(c.Request().Context()); p != nil {
