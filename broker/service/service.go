@@ -171,10 +171,18 @@ func (k *keyedMutex) lock(key string) func() {
 	return mu.Unlock
 }
 
-// lockEmployee takes the lock for key: across replicas when Locks is set.
+// lockEmployee takes the lock for key: on this replica first, so that at
+// most one request per key here holds a database connection while it waits,
+// then across replicas when Locks is set.
 func (s *Service) lockEmployee(ctx context.Context, key string) (func(), error) {
-	if s.Locks != nil {
-		return s.Locks.LockKey(ctx, key)
+	local := s.localLocks.lock(key)
+	if s.Locks == nil {
+		return local, nil
 	}
-	return s.localLocks.lock(key), nil
+	unlock, err := s.Locks.LockKey(ctx, key)
+	if err != nil {
+		local()
+		return nil, err
+	}
+	return func() { unlock(); local() }, nil
 }

@@ -116,7 +116,7 @@ func runAuditVerify(ctx context.Context, args []string, o cmdIO) error {
 			return fmt.Errorf("audit verify: FAILED at seq %d: the export's last entries are not covered by a signed checkpoint", rep.Head.Seq)
 		}
 		if ts, err := time.Parse(audit.TimeFormat, rep.Unsigned); err == nil && *maxUnsigned > 0 && time.Since(ts) > *maxUnsigned {
-			return fmt.Errorf("audit verify: FAILED: entries since %s are covered by no checkpoint (checkpoints deleted?)", rep.Unsigned)
+			return fmt.Errorf("audit verify: FAILED: entries since %s are covered by no checkpoint: checkpoints were deleted, or the broker stopped without signing one (start it, or pass --max-unsigned-age 0)", rep.Unsigned)
 		}
 	}
 	if *file != "" && rep.First > 1 && verifier != nil && !hasCheckpointAt(ctx, src, rep.First-1) {
