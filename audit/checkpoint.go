@@ -22,6 +22,9 @@ type Checkpoint struct {
 	Hash      string    // hex hash of entry Count
 	Note      string    // the signed note, as served
 	CreatedAt time.Time // when it was stored
+	// External marks a checkpoint kept outside the log (a trusted copy):
+	// verifying an export ignores one outside the exported range.
+	External bool
 }
 
 // CheckpointText is the body of a checkpoint note.

@@ -21,13 +21,30 @@ func (db *DB) SyncEmergencyReviews(ctx context.Context) (int64, error) {
 	tag, err := db.Pool.Exec(ctx, `
 		INSERT INTO reviews (seq, kind, actor_agency, actor, ts)
 		SELECT e.seq, 'emergency', e.actor_agency, e.actor, e.ts FROM audit_entries e
-		WHERE e.emergency
+		WHERE e.emergency AND e.decision = 'allow'
 		  AND NOT EXISTS (SELECT 1 FROM reviews r WHERE r.seq = e.seq AND r.kind = 'emergency')
 		ON CONFLICT DO NOTHING`)
 	if err != nil {
 		return 0, fmt.Errorf("sync emergency reviews: %w", err)
 	}
-	return tag.RowsAffected(), nil
+	// Refused emergency attempts (over the limit) are reviewed too, but at
+	// most one per employee per hour, so a client retrying in a loop does
+	// not flood the queue.
+	refused, err := db.Pool.Exec(ctx, `
+		INSERT INTO reviews (seq, kind, reason, actor_agency, actor, ts)
+		SELECT DISTINCT ON (e.actor_agency, e.actor, date_trunc('hour', e.ts))
+		       e.seq, 'emergency', 'refused', e.actor_agency, e.actor, e.ts
+		FROM audit_entries e
+		WHERE e.emergency AND e.decision = 'deny'
+		  AND NOT EXISTS (SELECT 1 FROM reviews r WHERE r.kind = 'emergency' AND r.reason = 'refused'
+		        AND r.actor_agency = e.actor_agency AND r.actor = e.actor
+		        AND date_trunc('hour', r.ts) = date_trunc('hour', e.ts))
+		ORDER BY e.actor_agency, e.actor, date_trunc('hour', e.ts), e.seq
+		ON CONFLICT DO NOTHING`)
+	if err != nil {
+		return 0, fmt.Errorf("sync refused emergency reviews: %w", err)
+	}
+	return tag.RowsAffected() + refused.RowsAffected(), nil
 }
 
 // AnomalyRules are the snooping signals.

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"sync"
 	"syscall"
 	"time"
 
@@ -52,6 +53,8 @@ type Pusher struct {
 	// AllowPrivate lets pushes reach loopback and private addresses
 	// (development and tests); otherwise only public addresses are dialled.
 	AllowPrivate bool
+
+	clientOnce sync.Once
 }
 
 // PushBody is the signed payload of a webhook push.
@@ -151,10 +154,12 @@ func (p *Pusher) attempt(ctx context.Context, d postgres.PendingPush) {
 		errText = "serialize: " + err.Error()
 		return
 	}
+	p.clientOnce.Do(func() {
+		if p.HTTP == nil {
+			p.HTTP = WebhookClient(p.AllowPrivate)
+		}
+	})
 	hc := p.HTTP
-	if hc == nil {
-		hc = WebhookClient(p.AllowPrivate)
-	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.URL, bytes.NewReader([]byte(compact)))
 	if err != nil {
 		errText = err.Error()
@@ -212,9 +217,7 @@ func WebhookClient(allowPrivate bool) *http.Client {
 			if err != nil {
 				return fmt.Errorf("webhook address %q is not an IP", host)
 			}
-			ip = ip.Unmap()
-			if ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() ||
-				ip.IsMulticast() || ip.IsUnspecified() || ip.IsInterfaceLocalMulticast() {
+			if !PublicAddr(ip) {
 				return fmt.Errorf("webhook address %s is not public: refused", ip)
 			}
 			return nil
@@ -225,4 +228,28 @@ func WebhookClient(allowPrivate bool) *http.Client {
 		Transport:     &http.Transport{DialContext: dialer.DialContext, TLSHandshakeTimeout: 5 * time.Second, Proxy: nil},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
+}
+
+// nonPublic are ranges IsPrivate and friends do not cover: carrier-grade
+// NAT, benchmarking, and NAT64 (which can reach IPv4 addresses inside).
+var nonPublic = []netip.Prefix{
+	netip.MustParsePrefix("100.64.0.0/10"),
+	netip.MustParsePrefix("198.18.0.0/15"),
+	netip.MustParsePrefix("64:ff9b::/96"),
+	netip.MustParsePrefix("64:ff9b:1::/48"),
+}
+
+// PublicAddr reports whether a webhook may be sent to ip.
+func PublicAddr(ip netip.Addr) bool {
+	ip = ip.Unmap()
+	if ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() ||
+		ip.IsMulticast() || ip.IsUnspecified() || ip.IsInterfaceLocalMulticast() {
+		return false
+	}
+	for _, p := range nonPublic {
+		if p.Contains(ip) {
+			return false
+		}
+	}
+	return true
 }

@@ -6,6 +6,7 @@ package service
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -105,6 +106,8 @@ type Service struct {
 		LockKey(ctx context.Context, key string) (unlock func(), err error)
 	}
 	localLocks keyedMutex
+	lockSlots  chan struct{}
+	slotsOnce  sync.Once
 	Now        func() time.Time // nil: time.Now
 }
 
@@ -171,18 +174,33 @@ func (k *keyedMutex) lock(key string) func() {
 	return mu.Unlock
 }
 
-// lockEmployee takes the lock for key: on this replica first, so that at
-// most one request per key here holds a database connection while it waits,
-// then across replicas when Locks is set.
+// maxLockHolders bounds the database connections that lock holders and
+// waiters may keep on this replica, far below the pool, so that the audit
+// writer and the flag lookups always find a connection.
+const maxLockHolders = 4
+
+// lockWait bounds how long a request waits for an employee's lock.
+const lockWait = 10 * time.Second
+
+// lockEmployee takes the lock for key across replicas when Locks is set
+// (else on this replica only). At most maxLockHolders requests hold or wait
+// for such a lock here at once, each for at most lockWait.
 func (s *Service) lockEmployee(ctx context.Context, key string) (func(), error) {
-	local := s.localLocks.lock(key)
 	if s.Locks == nil {
-		return local, nil
+		return s.localLocks.lock(key), nil
+	}
+	s.slotsOnce.Do(func() { s.lockSlots = make(chan struct{}, maxLockHolders) })
+	ctx, cancel := context.WithTimeout(ctx, lockWait)
+	defer cancel()
+	select {
+	case s.lockSlots <- struct{}{}:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("wait for a lock slot: %w", ctx.Err())
 	}
 	unlock, err := s.Locks.LockKey(ctx, key)
 	if err != nil {
-		local()
+		<-s.lockSlots
 		return nil, err
 	}
-	return func() { unlock(); local() }, nil
+	return func() { unlock(); <-s.lockSlots }, nil
 }

@@ -350,7 +350,7 @@ func (s *Service) SetWebhook(ctx context.Context, p *broker.Principal, office st
 			return audit.Receipt{}, broker.CodeErrorf(broker.EINVALID, broker.CodeInvalidField, "url must be an https:// URL without credentials")
 		}
 		if ip, err := netip.ParseAddr(strings.Trim(u.Hostname(), "[]")); err == nil && !s.AllowHTTPWebhooks {
-			if ip = ip.Unmap(); ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsUnspecified() || ip.IsMulticast() {
+			if !PublicAddr(ip) {
 				return audit.Receipt{}, broker.CodeErrorf(broker.EINVALID, broker.CodeInvalidField, "url must name a public address")
 			}
 		}

@@ -95,7 +95,7 @@ func runAuditVerify(ctx context.Context, args []string, o cmdIO) error {
 			if err != nil {
 				return fmt.Errorf("audit verify: trusted checkpoint %s: %w", path, err)
 			}
-			extra = append(extra, audit.Checkpoint{Count: head.Seq, Hash: head.Hash, Note: string(b)})
+			extra = append(extra, audit.Checkpoint{Count: head.Seq, Hash: head.Hash, Note: string(b), External: true})
 		}
 		src = audit.WithCheckpoints(src, extra)
 	}
@@ -115,7 +115,7 @@ func runAuditVerify(ctx context.Context, args []string, o cmdIO) error {
 		if *file != "" {
 			return fmt.Errorf("audit verify: FAILED at seq %d: the export's last entries are not covered by a signed checkpoint", rep.Head.Seq)
 		}
-		if ts, err := time.Parse(audit.TimeFormat, rep.Unsigned); err == nil && *maxUnsigned > 0 && time.Since(ts) > *maxUnsigned {
+		if ts, err := time.Parse(audit.TimeFormat, rep.Unsigned); err == nil && *maxUnsigned > 0 && start.Sub(ts) > *maxUnsigned {
 			return fmt.Errorf("audit verify: FAILED: entries since %s are covered by no checkpoint: checkpoints were deleted, or the broker stopped without signing one (start it, or pass --max-unsigned-age 0)", rep.Unsigned)
 		}
 	}

@@ -492,6 +492,12 @@ func TestEmergencyRateLimit(t *testing.T) {
 	if okCount != 2 {
 		t.Fatalf("%d of 6 parallel emergency checks allowed, want 2", okCount)
 	}
+	// The four refusals within the hour make one review, not four.
+	l.Reviews = nil
+	w.as(w.health, "po", "privacy-officer", "").JSON(context.Background(), "GET", "/v1/audit/reviews?kind=emergency", nil, &l)
+	if n := w.count(`SELECT count(*) FROM reviews WHERE actor = 'lege-4'`); n != 3 {
+		t.Fatalf("%d reviews for lege-4, want 3 (two allowed, one for the refusals)", n)
+	}
 	_ = fmt.Sprint()
 }
 
