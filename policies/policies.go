@@ -30,6 +30,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
@@ -203,6 +205,10 @@ type Engine struct {
 	bases      map[string]LegalBasis
 	codes      []string
 	words      vocabulary
+
+	memoOK   bool         // the disclosure rules do not read the sub
+	noFlags  sync.Map     // noFlagsKey → Disclosure, for checks of people without flags
+	noFlagsN atomic.Int64 // entries stored, to bound the memo
 }
 
 // New parses the embedded modules and legal bases, compiles them in strict
@@ -273,6 +279,8 @@ func newEngine(ctx context.Context, fsys fs.FS) (*Engine, error) {
 	if e.disclosure, err = prepare(disclosureQuery, decodeDisclosure); err != nil {
 		return nil, err
 	}
+	// The no-flags memo is exact only while the rules never read the sub.
+	e.memoOK = !readsSub(modules, "disclosure")
 	e.codes = slices.Sorted(maps.Keys(bases))
 	e.words = newVocabulary(slices.Concat(baseWords, e.codes)...)
 	return e, nil
@@ -435,6 +443,69 @@ func (e *Engine) Authorize(ctx context.Context, in AuthzInput) (Decision, error)
 // Disclose decides which of in.Flags a check reveals to in.Principal. An
 // error means the policy could not be evaluated; disclose nothing.
 func (e *Engine) Disclose(ctx context.Context, in DisclosureInput) (Disclosure, error) {
+	// Most checks are about people without flags. Their decision depends
+	// only on the input's other fields, so it is kept, keyed by every field
+	// the disclosure rules read (New refuses the memo if they read sub).
+	var key noFlagsKey
+	if len(in.Flags) == 0 && e.memoOK {
+		key = noFlagsKey{in.Principal.Agency, in.Principal.AgencyKind, in.Principal.Role, in.Principal.Office, in.Purpose, in.Emergency}
+		if v, ok := e.noFlags.Load(key); ok {
+			return v.(Disclosure).clone(), nil
+		}
+	}
+	d, err := e.disclose(ctx, in)
+	if err == nil && len(in.Flags) == 0 && e.memoOK && e.noFlagsN.Add(1) <= maxNoFlagsMemo {
+		e.noFlags.Store(key, d.clone())
+	}
+	return d, err
+}
+
+// maxNoFlagsMemo bounds the memo (agencies × offices × roles × purposes × 2).
+const maxNoFlagsMemo = 50_000
+
+type noFlagsKey struct {
+	agency, kind, role, office, purpose string
+	emergency                           bool
+}
+
+func (d Disclosure) clone() Disclosure {
+	d.Flags = slices.Clone(d.Flags)
+	d.Reasons = slices.Clone(d.Reasons)
+	if d.Flags == nil {
+		d.Flags = []Disclosed{}
+	}
+	return d
+}
+
+// readsSub reports whether the package's rules may read the principal's
+// sub: a ref to input.principal.sub, or to input.principal or input whole
+// (which could be indexed by sub later).
+func readsSub(modules map[string]*ast.Module, pkg string) bool {
+	found := false
+	principal, sub := ast.StringTerm("principal"), ast.StringTerm("sub")
+	for _, m := range modules {
+		if m.Package.Path.String() != "data."+pkg {
+			continue
+		}
+		ast.WalkRefs(m, func(r ast.Ref) bool {
+			if !r[0].Equal(ast.InputRootDocument) {
+				return false
+			}
+			switch {
+			case len(r) == 1:
+				found = true
+			case r[1].Equal(principal) && (len(r) == 2 || r[2].Equal(sub) || !ast.IsConstant(r[2].Value)):
+				found = true
+			case !ast.IsConstant(r[1].Value):
+				found = true
+			}
+			return false
+		})
+	}
+	return found
+}
+
+func (e *Engine) disclose(ctx context.Context, in DisclosureInput) (Disclosure, error) {
 	rs, err := e.disclosure.Eval(ctx, rego.EvalParsedInput(e.words.disclosureValue(in)))
 	if err != nil {
 		return Disclosure{}, fmt.Errorf("disclose %d flags: %w", len(in.Flags), err)

@@ -572,3 +572,67 @@ func BenchmarkDiscloseInputForms(b *testing.B) {
 		})
 	}
 }
+
+func TestNoFlagsMemo(t *testing.T) {
+	e := testEngine(t)
+	if !e.memoOK {
+		t.Fatal("the disclosure rules are taken to read the sub: the memo is off")
+	}
+	ctx := context.Background()
+	for _, emergency := range []bool{false, true} {
+		for _, role := range []string{"caseworker", "privacy-officer"} {
+			in := DisclosureInput{Principal: Principal{Agency: "nav-state", AgencyKind: "nav-state", Role: role, Office: "nav-grorud", Sub: "s1"},
+				Purpose: "meeting", Emergency: emergency}
+			first, err := e.Disclose(ctx, in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			direct, err := e.disclose(ctx, in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			in.Principal.Sub = "someone-else"
+			again, _ := e.Disclose(ctx, in)
+			if !reflect.DeepEqual(first, direct) || !reflect.DeepEqual(again, direct) {
+				t.Fatalf("memo differs from evaluation:\n memo   %+v\n again  %+v\n direct %+v", first, again, direct)
+			}
+			// Callers may change what they get without changing the memo.
+			again.Reasons[0] = "changed"
+			if third, _ := e.Disclose(ctx, in); third.Reasons[0] == "changed" {
+				t.Fatal("the memo shares its slices")
+			}
+		}
+	}
+}
+
+func BenchmarkDiscloseNoFlags(b *testing.B) {
+	e := testEngine(b)
+	in := DisclosureInput{Principal: Principal{Agency: "nav-state", AgencyKind: "nav-state", Role: "caseworker", Office: "nav-grorud", Sub: "s1"}, Purpose: "meeting"}
+	ctx := context.Background()
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if _, err := e.Disclose(ctx, in); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func TestReadsSub(t *testing.T) {
+	for src, want := range map[string]bool{
+		"package disclosure\nx := input.principal.role":             false,
+		"package disclosure\nx := input.flags[0].id":                false,
+		"package disclosure\nx := input.principal.sub":              true,
+		"package disclosure\nx := input.principal":                  true,
+		"package disclosure\nx := input":                            true,
+		"package disclosure\nk := \"sub\"\nx := input.principal[k]": true,
+		"package other\nx := input.principal.sub":                   false,
+	} {
+		m, err := ast.ParseModuleWithOpts("t.rego", src, ast.ParserOptions{RegoVersion: ast.RegoV1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := readsSub(map[string]*ast.Module{"t.rego": m}, "disclosure"); got != want {
+			t.Errorf("%q: readsSub %v, want %v", src, got, want)
+		}
+	}
+}
