@@ -187,12 +187,25 @@ func (s *Server) Serve(ctx context.Context) error {
 }
 
 func (s *Server) readyz(c echo.Context) error {
-	ctx, cancel := context.WithTimeout(c.Request().Context(), 3*time.Second)
-	defer cancel()
+	// Every check runs at once with its own deadline, so one dependency
+	// that hangs (Vault away) cannot use up another's time.
+	type outcome struct {
+		name string
+		err  error
+	}
+	results := make(chan outcome, len(s.cfg.Readiness))
+	for name, check := range s.cfg.Readiness {
+		go func() {
+			ctx, cancel := context.WithTimeout(c.Request().Context(), 3*time.Second)
+			defer cancel()
+			results <- outcome{name, check(ctx)}
+		}()
+	}
 	status, code := "ok", http.StatusOK
 	checks := map[string]string{}
-	for name, check := range s.cfg.Readiness {
-		err := check(ctx)
+	for range s.cfg.Readiness {
+		r := <-results
+		name, err := r.name, r.err
 		switch {
 		case err == nil:
 			checks[name] = "ok"
