@@ -260,14 +260,14 @@ func TestUserStories(t *testing.T) {
 		t.Fatalf("revoked flag disclosed in an emergency: %+v", res)
 	}
 	short := flagBody(personD)
-	short["valid_until"] = time.Now().Add(1500 * time.Millisecond).UTC().Format(time.RFC3339Nano)
+	short["valid_until"] = time.Now().Add(3 * time.Second).UTC().Format(time.RFC3339Nano)
 	if _, resp := w.issue(w.liaison(), short); resp.Status != 201 {
 		t.Fatalf("short flag: %d %s", resp.Status, resp.Body)
 	}
 	if res, _ := w.check(w.caseworker(), map[string]any{"subject": personD, "purpose": "meeting"}); res.Result != "precautions" {
 		t.Fatalf("short flag before expiry: %+v", res)
 	}
-	time.Sleep(1600 * time.Millisecond)
+	time.Sleep(3100 * time.Millisecond)
 	if res, _ := w.check(w.caseworker(), map[string]any{"subject": personD, "purpose": "meeting"}); res.Result != "clear" {
 		t.Fatalf("expired flag disclosed: %+v", res)
 	}
