@@ -75,24 +75,24 @@ func flagBody(subject string) map[string]any {
 	}
 }
 
-func (w *world) issue(c *client.Client, body map[string]any) (service.FlagResult, *client.Response) {
-	w.t.Helper()
-	var r service.FlagResult
-	resp, err := c.JSON(context.Background(), "POST", "/v1/flags", body, &r)
+// call sends one request and decodes a 2xx answer into a T; a failure to
+// reach the broker fails the test, any answer is returned for inspection.
+func call[T any](t testing.TB, c *client.Client, method, path string, body any) (T, *client.Response) {
+	t.Helper()
+	var r T
+	resp, err := c.JSON(context.Background(), method, path, body, &r)
 	if err != nil && resp == nil {
-		w.t.Fatal(err)
+		t.Fatal(err)
 	}
 	return r, resp
 }
 
+func (w *world) issue(c *client.Client, body map[string]any) (service.FlagResult, *client.Response) {
+	return call[service.FlagResult](w.t, c, "POST", "/v1/flags", body)
+}
+
 func (w *world) check(c *client.Client, body map[string]any) (service.CheckResult, *client.Response) {
-	w.t.Helper()
-	var r service.CheckResult
-	resp, err := c.JSON(context.Background(), "POST", "/v1/checks", body, &r)
-	if err != nil && resp == nil {
-		w.t.Fatal(err)
-	}
-	return r, resp
+	return call[service.CheckResult](w.t, c, "POST", "/v1/checks", body)
 }
 
 // entry reads one audit entry straight from the database.

@@ -36,23 +36,11 @@ type inboxPage struct {
 }
 
 func (w *world) inbox(c *client.Client, query string) (inboxPage, *client.Response) {
-	w.t.Helper()
-	var p inboxPage
-	resp, err := c.JSON(context.Background(), "GET", "/v1/warnings/inbox"+query, nil, &p)
-	if err != nil && resp == nil {
-		w.t.Fatal(err)
-	}
-	return p, resp
+	return call[inboxPage](w.t, c, "GET", "/v1/warnings/inbox"+query, nil)
 }
 
 func (w *world) warn(body map[string]any) (service.WarningResult, *client.Response) {
-	w.t.Helper()
-	var r service.WarningResult
-	resp, err := w.liaison().JSON(context.Background(), "POST", "/v1/warnings", body, &r)
-	if err != nil && resp == nil {
-		w.t.Fatal(err)
-	}
-	return r, resp
+	return call[service.WarningResult](w.t, w.liaison(), "POST", "/v1/warnings", body)
 }
 
 func TestWarningsReachTheirOffices(t *testing.T) {

@@ -32,14 +32,8 @@ die() { echo "dev.sh: $*" >&2; exit 1; }
 
 command -v curl >/dev/null 2>&1 || { [ "$(id -u)" -eq 0 ] && apt-get install -y -qq curl >&2; } || die "curl not found (Debian package curl)"
 
-free_port() {
-  local p
-  for _ in $(seq 1 200); do
-    p=$(( 20000 + RANDOM % 30000 ))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
-  done
-  die "no free loopback port found"
-}
+# shellcheck source=deploy/lib.sh
+. "$root/deploy/lib.sh"
 
 # running: the pid file names a live dev server (not a recycled pid).
 running() {
