@@ -125,7 +125,8 @@ func (c *Checkpointer) Checkpoint(ctx context.Context) (bool, error) {
 }
 
 // Run checkpoints every Interval until ctx ends, retrying failures with
-// backoff, then makes a final checkpoint.
+// backoff. The final checkpoint is the owner's to make (Checkpoint), once
+// the audit writer has committed its last entries.
 func (c *Checkpointer) Run(ctx context.Context) {
 	log := c.Logger
 	if log == nil {
@@ -139,11 +140,6 @@ func (c *Checkpointer) Run(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
-			fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			if _, err := c.Checkpoint(fctx); err != nil {
-				log.Error("final audit checkpoint failed", "subsystem", "audit", "err", err)
-			}
-			cancel()
 			return
 		case <-time.After(wait):
 		}

@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-
-	"varsel/broker"
 )
 
 // Store appends batches of entries to the log.
@@ -25,9 +23,9 @@ type Store interface {
 // Errors an append returns.
 var (
 	// ErrReplayed: the request's token id was used before (on any replica).
-	ErrReplayed = broker.CodeErrorf(broker.EUNAUTHORIZED, "replayed", "token id was already used")
+	ErrReplayed = errors.New("audit: token id was already used")
 	// ErrUnavailable: the entry could not be committed; disclose nothing.
-	ErrUnavailable = broker.CodeErrorf(broker.EUNAVAILABLE, "audit_unavailable", "the audit log is unavailable: nothing was disclosed or changed")
+	ErrUnavailable = errors.New("audit: the log is unavailable")
 )
 
 // Writer group-commits entries: concurrent Appends are gathered into one
@@ -149,14 +147,22 @@ func (w *Writer) loop() {
 		select {
 		case first = <-w.queue:
 		case <-w.stop:
-			// No more Appends can enqueue: drain what is left.
+			// No more Appends can enqueue: drain what is left, in batches.
 			for {
-				select {
-				case p := <-w.queue:
-					w.commit(append(batch[:0], p))
-				default:
+				batch = batch[:0]
+			drain:
+				for len(batch) < w.maxBatch {
+					select {
+					case p := <-w.queue:
+						batch = append(batch, p)
+					default:
+						break drain
+					}
+				}
+				if len(batch) == 0 {
 					return
 				}
+				w.commit(batch)
 			}
 		}
 		batch = append(batch[:0], first)

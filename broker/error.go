@@ -86,3 +86,13 @@ func ErrorMessage(err error) string {
 	}
 	return err.Error()
 }
+
+// Audit outcomes as the caller sees them. The audit package has plain
+// sentinels of its own; the service (and the stores that append inside a
+// change's transaction) turn them into these.
+var (
+	// ErrReplayed: the request's token id was used before (on any replica).
+	ErrReplayed = CodeErrorf(EUNAUTHORIZED, CodeReplayed, "token id was already used")
+	// ErrAuditUnavailable: the entry could not be committed.
+	ErrAuditUnavailable = CodeErrorf(EUNAVAILABLE, CodeAuditUnavailable, "the audit log is unavailable: nothing was disclosed or changed")
+)

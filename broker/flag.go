@@ -102,13 +102,6 @@ type FlagRequest struct {
 	SubjectInformed *SubjectInformed `json:"subject_informed,omitempty"`
 }
 
-// Wire codes of flag validation (422).
-const (
-	CodeInvalidField      = "invalid_field"
-	CodeInvalidValidity   = "invalid_validity"
-	CodeUnknownLegalBasis = "unknown_legal_basis"
-	CodeUnknownOffice     = "unknown_office"
-)
 
 var phonePattern = regexp.MustCompile(`^\+?[0-9][0-9 ]{4,19}$`)
 

@@ -16,9 +16,6 @@ func (Subject) String() string { return "[subject]" }
 // LogValue keeps the number out of structured logs too.
 func (Subject) LogValue() string { return "[subject]" }
 
-// CodeInvalidSubject is the 422 code for a number that fails validation.
-const CodeInvalidSubject = "invalid_subject"
-
 var (
 	weights1 = [9]int{3, 7, 6, 1, 8, 9, 4, 5, 2}
 	weights2 = [10]int{5, 4, 3, 2, 7, 6, 5, 4, 3, 2}
@@ -102,6 +99,9 @@ type SubjectHasher struct {
 	key     []byte   // the first key: HMAC of the number
 	chain   [][]byte // later keys, each applied to the ref before it
 	Version string   // the newest active key's version
+	// Position is the newest active link's position in the chain: a flag
+	// records it, so that a ref written under an older chain is caught.
+	Position int
 
 	pending        []byte // a rotation in progress: refs may be stored under it too
 	PendingVersion string

@@ -12,11 +12,41 @@ import (
 // HMAC(k_n, … HMAC(k_2, HMAC(k_1, number))): rotating re-keys every stored
 // ref with the newest key alone, without ever needing the numbers.
 type SubjectKeys struct {
-	p atomic.Pointer[SubjectHasher]
+	p     atomic.Pointer[SubjectHasher]
+	stale atomic.Pointer[Error]
 }
 
 // Set installs a hasher.
 func (k *SubjectKeys) Set(h *SubjectHasher) { k.p.Store(h) }
+
+// SetStale marks the chain in use as possibly out of date (the chain in
+// the database changed and could not be loaded, or could not be read for
+// too long); nil clears the mark. While it is set, Current fails, so that
+// no check answers "clear" from refs that may match no flag.
+func (k *SubjectKeys) SetStale(cause error) {
+	if cause == nil {
+		k.stale.Store(nil)
+		return
+	}
+	k.stale.Store(&Error{Kind: EUNAVAILABLE, Code: CodeKeysUnavailable,
+		Message: "the subject key chain is out of date on this replica: nothing was disclosed", Err: cause})
+}
+
+// Err is the stale mark (an EUNAVAILABLE *Error), or nil.
+func (k *SubjectKeys) Err() error {
+	if e := k.stale.Load(); e != nil {
+		return e
+	}
+	return nil
+}
+
+// Current returns the hasher in use. Errors: EUNAVAILABLE when it is stale.
+func (k *SubjectKeys) Current() (*SubjectHasher, error) {
+	if e := k.stale.Load(); e != nil {
+		return nil, e
+	}
+	return k.p.Load(), nil
+}
 
 // Hasher returns the hasher in use.
 func (k *SubjectKeys) Hasher() *SubjectHasher { return k.p.Load() }
@@ -39,7 +69,7 @@ func (h *SubjectHasher) WithPending(key []byte, version string) *SubjectHasher {
 
 // Extend returns a hasher whose active chain ends with key.
 func (h *SubjectHasher) Extend(key []byte, version string) *SubjectHasher {
-	n := &SubjectHasher{key: h.key, Version: version, chain: append(append([][]byte(nil), h.chain...), append([]byte(nil), key...))}
+	n := &SubjectHasher{key: h.key, Version: version, Position: h.Position, chain: append(append([][]byte(nil), h.chain...), append([]byte(nil), key...))}
 	return n
 }
 
@@ -68,5 +98,11 @@ func (h *SubjectHasher) Refs(s Subject) []string {
 type SubjectKeyLink struct {
 	Position int
 	Version  string
-	State    string // active | pending
+	State    string // LinkActive or LinkPending
 }
+
+// States of a subject key chain link.
+const (
+	LinkActive  = "active"
+	LinkPending = "pending"
+)

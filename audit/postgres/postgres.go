@@ -330,18 +330,6 @@ func (s *Store) Seed(ctx context.Context, n int, fill func(i int, e *audit.Entry
 	return nil
 }
 
-// EmergencyUses counts the allowed emergency decisions by one employee since t.
-func (s *Store) EmergencyUses(ctx context.Context, agency, actor string, since time.Time) (int, error) {
-	var n int
-	err := s.Pool.QueryRow(ctx, `SELECT count(*) FROM audit_entries
-		WHERE emergency AND actor_agency = $1 AND actor = $2 AND ts >= $3 AND decision = 'allow'`,
-		agency, actor, since).Scan(&n)
-	if err != nil {
-		return 0, fmt.Errorf("count emergency uses: %w", err)
-	}
-	return n, nil
-}
-
 // SeqRange returns the first and last seq of entries with from <= ts < to
 // (0, 0 when there are none).
 func (s *Store) SeqRange(ctx context.Context, from, to time.Time) (first, last int64, err error) {

@@ -52,7 +52,7 @@ func (s *Server) handleError(err error, c echo.Context) {
 		s.log.Error("request failed", "request_id", c.Response().Header().Get(echo.HeaderXRequestID),
 			"method", c.Request().Method, "route", c.Path(), "code", p.Code, "err", err)
 	}
-	if p.Code == "replayed" {
+	if p.Code == broker.CodeReplayed {
 		// Caught by the audit append (a token first used on another
 		// replica): log it as the verifier logs its own refusals.
 		if pr := broker.PrincipalFromContext(c.Request().Context()); pr != nil {
@@ -71,15 +71,15 @@ func (s *Server) problemFor(err error, _ echo.Context) Problem {
 	var he *echo.HTTPError
 	if errors.As(err, &he) {
 		// Routing errors from echo itself (404 no route, 405 method).
-		code := "not_found"
+		code := broker.CodeNotFound
 		switch he.Code {
 		case http.StatusMethodNotAllowed:
-			code = "method_not_allowed"
+			code = broker.CodeMethodNotAllowed
 		case http.StatusRequestEntityTooLarge:
 			code = broker.ETOOLARGE
 		case http.StatusNotFound:
 		default:
-			code = "http_error"
+			code = broker.CodeHTTPError
 		}
 		msg, _ := he.Message.(string)
 		return Problem{Type: ProblemTypeBase + code, Title: http.StatusText(he.Code), Status: he.Code, Detail: msg, Code: code}

@@ -73,7 +73,7 @@ func requireJSON(next echo.HandlerFunc) echo.HandlerFunc {
 func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		if s.cfg.Auth == nil {
-			return broker.CodeErrorf(broker.EUNAUTHORIZED, "unknown_agency", "no agencies can be verified")
+			return broker.CodeErrorf(broker.EUNAUTHORIZED, broker.CodeUnknownAgency, "no agencies can be verified")
 		}
 		r := c.Request()
 		p, err := s.cfg.Auth.Authenticate(r.Context(), r, Body(c))

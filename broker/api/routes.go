@@ -55,7 +55,7 @@ func (s *Server) auditCheckpoint(c echo.Context) error {
 	}
 	cp, err := s.cfg.Checkpoints.LatestCheckpoint(c.Request().Context())
 	if err != nil {
-		return &broker.Error{Kind: broker.EUNAVAILABLE, Code: "audit_unavailable", Message: "checkpoints cannot be read", Err: err}
+		return &broker.Error{Kind: broker.EUNAVAILABLE, Code: broker.CodeAuditUnavailable, Message: "checkpoints cannot be read", Err: err}
 	}
 	if cp == nil {
 		return broker.Errorf(broker.ENOTFOUND, "no checkpoint has been signed yet")
@@ -134,7 +134,7 @@ func (s *Server) issueWarning(c echo.Context) error {
 }
 
 func (s *Server) inbox(c echo.Context) error {
-	q, err := service.ParseInboxQuery(c.QueryParams())
+	q, err := parseInboxQuery(c.QueryParams())
 	if err != nil {
 		return err
 	}
@@ -196,7 +196,11 @@ func (s *Server) disclosures(c echo.Context) error {
 }
 
 func (s *Server) listReviews(c echo.Context) error {
-	res, err := s.cfg.Service.ListReviews(c.Request().Context(), principal(c), c.QueryParams())
+	f, err := parseReviewFilter(c.QueryParams())
+	if err != nil {
+		return err
+	}
+	res, err := s.cfg.Service.ListReviews(c.Request().Context(), principal(c), f)
 	if err != nil {
 		return err
 	}
@@ -228,7 +232,11 @@ func (s *Server) subjectReport(c echo.Context) error {
 }
 
 func (s *Server) auditStats(c echo.Context) error {
-	res, err := s.cfg.Service.AuditStats(c.Request().Context(), principal(c), c.QueryParams())
+	f, err := parseStatsFilter(c.QueryParams())
+	if err != nil {
+		return err
+	}
+	res, err := s.cfg.Service.AuditStats(c.Request().Context(), principal(c), f)
 	if err != nil {
 		return err
 	}

@@ -209,7 +209,7 @@ func (s *Server) readyz(c echo.Context) error {
 		switch {
 		case err == nil:
 			checks[name] = "ok"
-		case broker.ErrorCode(err) == "degraded":
+		case broker.ErrorCode(err) == broker.CodeDegraded:
 			checks[name] = "degraded"
 			if status == "ok" {
 				status = "degraded"

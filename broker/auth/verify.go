@@ -29,23 +29,6 @@ const (
 	MaxTokenBytes = 8 << 10
 )
 
-// The 401 codes of API.md §1.
-const (
-	CodeMissingToken    = "missing_token"
-	CodeMalformedToken  = "malformed_token"
-	CodeBadSignature    = "bad_signature"
-	CodeUnknownKey      = "unknown_key"
-	CodeBadAlg          = "bad_alg"
-	CodeBadTyp          = "bad_typ"
-	CodeExpired         = "expired"
-	CodeNotYetValid     = "not_yet_valid"
-	CodeBadAudience     = "bad_audience"
-	CodeReplayed        = "replayed"
-	CodeBindingMismatch = "binding_mismatch"
-	CodeUnknownAgency   = "unknown_agency"
-	CodeAgencyDisabled  = "agency_disabled"
-	CodeBadClaims       = "bad_claims"
-)
 
 // Claims are the claims of a request token. Any other claim is refused.
 type Claims struct {
@@ -96,7 +79,7 @@ func (v *Verifier) Authenticate(ctx context.Context, r *http.Request, body []byt
 	h := r.Header.Get("Authorization")
 	token, ok := strings.CutPrefix(h, "Bearer ")
 	if h == "" || !ok || strings.TrimSpace(token) == "" {
-		err := unauthorized(CodeMissingToken, "no bearer token: every /v1/ request must be signed")
+		err := unauthorized(broker.CodeMissingToken, "no bearer token: every /v1/ request must be signed")
 		v.logRefusal("", "", err)
 		return nil, err
 	}
@@ -132,78 +115,78 @@ var b64 = base64.RawURLEncoding
 
 func (v *Verifier) verify(ctx context.Context, token, method, uri string, body []byte) (p *broker.Principal, kid, iss string, err error) {
 	if len(token) > MaxTokenBytes {
-		return nil, "", "", unauthorized(CodeMalformedToken, "token longer than %d bytes", MaxTokenBytes)
+		return nil, "", "", unauthorized(broker.CodeMalformedToken, "token longer than %d bytes", MaxTokenBytes)
 	}
 	parts := strings.Split(token, ".")
 	if len(parts) != 3 {
-		return nil, "", "", unauthorized(CodeMalformedToken, "token is not a compact JWS")
+		return nil, "", "", unauthorized(broker.CodeMalformedToken, "token is not a compact JWS")
 	}
 	rawHeader, err := b64.DecodeString(parts[0])
 	if err != nil {
-		return nil, "", "", unauthorized(CodeMalformedToken, "token header is not base64url")
+		return nil, "", "", unauthorized(broker.CodeMalformedToken, "token header is not base64url")
 	}
 	var hdr header
 	if err := strictUnmarshal(rawHeader, &hdr, true); err != nil {
-		return nil, "", "", unauthorized(CodeMalformedToken, "token header is not a JSON object")
+		return nil, "", "", unauthorized(broker.CodeMalformedToken, "token header is not a JSON object")
 	}
 	kid = hdr.Kid
 	if hdr.Alg != AlgES256 && hdr.Alg != AlgEdDSA {
-		return nil, kid, "", unauthorized(CodeBadAlg, "alg %q is not allowed: use ES256 or EdDSA", truncate(hdr.Alg))
+		return nil, kid, "", unauthorized(broker.CodeBadAlg, "alg %q is not allowed: use ES256 or EdDSA", truncate(hdr.Alg))
 	}
 	if hdr.Typ != TokenType {
-		return nil, kid, "", unauthorized(CodeBadTyp, "typ must be %q", TokenType)
+		return nil, kid, "", unauthorized(broker.CodeBadTyp, "typ must be %q", TokenType)
 	}
 	if len(hdr.Crit) > 0 {
-		return nil, kid, "", unauthorized(CodeMalformedToken, "no critical header extensions are supported")
+		return nil, kid, "", unauthorized(broker.CodeMalformedToken, "no critical header extensions are supported")
 	}
 	if hdr.Kid == "" || len(hdr.Kid) > 128 {
-		return nil, kid, "", unauthorized(CodeUnknownKey, "the header must name a registered kid")
+		return nil, kid, "", unauthorized(broker.CodeUnknownKey, "the header must name a registered kid")
 	}
 
 	// The issuer picks the key set; nothing else in the payload is trusted
 	// before the signature holds.
 	rawPayload, err := b64.DecodeString(parts[1])
 	if err != nil {
-		return nil, kid, "", unauthorized(CodeMalformedToken, "token payload is not base64url")
+		return nil, kid, "", unauthorized(broker.CodeMalformedToken, "token payload is not base64url")
 	}
 	var unverified struct {
 		Issuer string `json:"iss"`
 	}
 	if err := json.Unmarshal(rawPayload, &unverified); err != nil || unverified.Issuer == "" {
-		return nil, kid, "", unauthorized(CodeMalformedToken, "token payload has no iss")
+		return nil, kid, "", unauthorized(broker.CodeMalformedToken, "token payload has no iss")
 	}
 	iss = truncate(unverified.Issuer)
 
 	agency, key, err := v.Keys.Lookup(ctx, unverified.Issuer, hdr.Kid)
 	switch {
 	case broker.ErrorKind(err) == broker.ENOTFOUND:
-		return nil, kid, iss, unauthorized(CodeUnknownAgency, "agency %q is not registered", iss)
+		return nil, kid, iss, unauthorized(broker.CodeUnknownAgency, "agency %q is not registered", iss)
 	case err != nil:
 		return nil, kid, iss, &broker.Error{Kind: broker.EUNAVAILABLE, Message: "agency keys unavailable", Err: err}
 	case agency.Status != broker.StatusActive:
-		return nil, kid, iss, unauthorized(CodeAgencyDisabled, "agency %q is disabled", iss)
+		return nil, kid, iss, unauthorized(broker.CodeAgencyDisabled, "agency %q is disabled", iss)
 	case key == nil:
-		return nil, kid, iss, unauthorized(CodeUnknownKey, "agency %q has no active key %q", iss, truncate(hdr.Kid))
+		return nil, kid, iss, unauthorized(broker.CodeUnknownKey, "agency %q has no active key %q", iss, truncate(hdr.Kid))
 	}
 	if keyAlg, err := KeyAlg(key); err != nil || keyAlg != hdr.Alg {
-		return nil, kid, iss, unauthorized(CodeBadAlg, "alg %s does not match key %q", hdr.Alg, truncate(hdr.Kid))
+		return nil, kid, iss, unauthorized(broker.CodeBadAlg, "alg %s does not match key %q", hdr.Alg, truncate(hdr.Kid))
 	}
 
 	jws, err := jose.ParseSigned(token, AllowedAlgs)
 	if err != nil {
-		return nil, kid, iss, unauthorized(CodeMalformedToken, "token is not a valid JWS")
+		return nil, kid, iss, unauthorized(broker.CodeMalformedToken, "token is not a valid JWS")
 	}
 	payload, err := jws.Verify(key)
 	if err != nil {
-		return nil, kid, iss, unauthorized(CodeBadSignature, "signature does not verify with key %q", truncate(hdr.Kid))
+		return nil, kid, iss, unauthorized(broker.CodeBadSignature, "signature does not verify with key %q", truncate(hdr.Kid))
 	}
 
 	var c Claims
 	if err := strictUnmarshal(payload, &c, false); err != nil {
-		return nil, kid, iss, unauthorized(CodeBadClaims, "claims: %v", err)
+		return nil, kid, iss, unauthorized(broker.CodeBadClaims, "claims: %v", err)
 	}
 	if c.Issuer != agency.ID {
-		return nil, kid, iss, unauthorized(CodeBadClaims, "iss is ambiguous")
+		return nil, kid, iss, unauthorized(broker.CodeBadClaims, "iss is ambiguous")
 	}
 	if err := v.checkClaims(&c, agency, method, uri, body); err != nil {
 		return nil, kid, iss, err
@@ -213,7 +196,7 @@ func (v *Verifier) verify(ctx context.Context, token, method, uri string, body [
 		return nil, kid, iss, &broker.Error{Kind: broker.EUNAVAILABLE, Message: "replay check unavailable", Err: err}
 	}
 	if !fresh {
-		return nil, kid, iss, unauthorized(CodeReplayed, "token id was already used")
+		return nil, kid, iss, unauthorized(broker.CodeReplayed, "token id was already used")
 	}
 	return &broker.Principal{
 		Agency: agency.ID, AgencyKind: agency.Kind, Role: c.Role, Office: c.Office,
@@ -227,50 +210,50 @@ func (v *Verifier) checkClaims(c *Claims, agency *broker.Agency, method, uri str
 		now = v.Now()
 	}
 	if !audienceIs(c.Audience, v.Audience) {
-		return unauthorized(CodeBadAudience, "aud must be %q", v.Audience)
+		return unauthorized(broker.CodeBadAudience, "aud must be %q", v.Audience)
 	}
 	if c.IssuedAt == nil || c.Expiry == nil {
-		return unauthorized(CodeBadClaims, "iat and exp are required")
+		return unauthorized(broker.CodeBadClaims, "iat and exp are required")
 	}
 	iat, exp := time.Unix(*c.IssuedAt, 0), time.Unix(*c.Expiry, 0)
 	if !exp.After(iat) {
-		return unauthorized(CodeBadClaims, "exp must be after iat")
+		return unauthorized(broker.CodeBadClaims, "exp must be after iat")
 	}
 	if exp.Sub(iat) > MaxLifetime {
-		return unauthorized(CodeBadClaims, "token lifetime over %d s", int(MaxLifetime.Seconds()))
+		return unauthorized(broker.CodeBadClaims, "token lifetime over %d s", int(MaxLifetime.Seconds()))
 	}
 	if now.After(exp.Add(ClockSkew)) {
-		return unauthorized(CodeExpired, "token expired")
+		return unauthorized(broker.CodeExpired, "token expired")
 	}
 	if iat.After(now.Add(ClockSkew)) {
-		return unauthorized(CodeNotYetValid, "token issued in the future")
+		return unauthorized(broker.CodeNotYetValid, "token issued in the future")
 	}
 	if c.NotBefore != nil && time.Unix(*c.NotBefore, 0).After(now.Add(ClockSkew)) {
-		return unauthorized(CodeNotYetValid, "token not valid yet (nbf)")
+		return unauthorized(broker.CodeNotYetValid, "token not valid yet (nbf)")
 	}
 	if n := len(c.JTI); n < MinJTI || n > MaxJTI {
-		return unauthorized(CodeBadClaims, "jti must be %d to %d characters", MinJTI, MaxJTI)
+		return unauthorized(broker.CodeBadClaims, "jti must be %d to %d characters", MinJTI, MaxJTI)
 	}
 	if n := len(c.Subject); n < 1 || n > MaxSub {
-		return unauthorized(CodeBadClaims, "sub must be 1 to %d characters", MaxSub)
+		return unauthorized(broker.CodeBadClaims, "sub must be 1 to %d characters", MaxSub)
 	}
 	if c.Method != method {
-		return unauthorized(CodeBindingMismatch, "htm does not match the request method")
+		return unauthorized(broker.CodeBindingMismatch, "htm does not match the request method")
 	}
 	if c.URI != uri {
-		return unauthorized(CodeBindingMismatch, "htu does not match the request path and query")
+		return unauthorized(broker.CodeBindingMismatch, "htu does not match the request path and query")
 	}
 	if c.BodyHash != BodyHash(body) {
-		return unauthorized(CodeBindingMismatch, "bsh does not match the request body")
+		return unauthorized(broker.CodeBindingMismatch, "bsh does not match the request body")
 	}
 	if !broker.ValidRole(c.Role) {
-		return unauthorized(CodeBadClaims, "unknown role")
+		return unauthorized(broker.CodeBadClaims, "unknown role")
 	}
 	if broker.RoleNeedsOffice(c.Role) && c.Office == "" {
-		return unauthorized(CodeBadClaims, "role %s requires an office", c.Role)
+		return unauthorized(broker.CodeBadClaims, "role %s requires an office", c.Role)
 	}
 	if c.Office != "" && !agency.HasOffice(c.Office) {
-		return unauthorized(CodeBadClaims, "office is not one of agency %q's offices", agency.ID)
+		return unauthorized(broker.CodeBadClaims, "office is not one of agency %q's offices", agency.ID)
 	}
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"golang.org/x/mod/sumdb/note"
@@ -29,6 +30,8 @@ type Source interface {
 	CheckpointSigner(ctx context.Context) (note.Signer, string, error)
 	// Ping reports whether the source is reachable.
 	Ping(ctx context.Context) error
+	// Close stops what the source runs in the background (token renewal).
+	Close() error
 }
 
 // Dir is a Source of key files in one directory: subject.key (32 random
@@ -84,21 +87,62 @@ func writeNew(path string, data []byte) error {
 	return f.Close()
 }
 
-// SubjectKey reads subject.key, the only version ("1") a key directory
-// has; rotation needs a source with versions (Vault).
+// SubjectKey reads a version of the subject key: version 1 is subject.key,
+// version N > 1 is subject.N.key (written by NewSubjectKey, for rotating
+// in development and tests); "" is the newest.
 func (d *Dir) SubjectKey(_ context.Context, version string) ([]byte, string, error) {
-	if version != "" && version != "1" {
-		return nil, "", fmt.Errorf("subject key version %q: a key directory has only version 1", version)
+	n := 0
+	if version == "" {
+		n = d.newestSubjectVersion()
+	} else if v, err := strconv.Atoi(version); err == nil && v >= 1 && strconv.Itoa(v) == version {
+		n = v
+	} else {
+		return nil, "", fmt.Errorf("subject key version %q: a key directory numbers its versions 1, 2, ...", version)
 	}
-	k, err := os.ReadFile(d.subjectPath())
+	path := d.subjectVersionPath(n)
+	k, err := os.ReadFile(path)
 	if err != nil {
-		return nil, "", fmt.Errorf("read subject key: %w", err)
+		return nil, "", fmt.Errorf("read subject key version %d: %w", n, err)
 	}
 	if len(k) != subjectKeyBytes {
-		return nil, "", fmt.Errorf("subject key %s: want %d bytes, have %d", d.subjectPath(), subjectKeyBytes, len(k))
+		return nil, "", fmt.Errorf("subject key %s: want %d bytes, have %d", path, subjectKeyBytes, len(k))
 	}
-	return k, "1", nil
+	return k, strconv.Itoa(n), nil
 }
+
+// NewSubjectKey writes a new, newest version of the subject key and
+// returns it. Rotating to it is `varsel keys rotate-subject`.
+func (d *Dir) NewSubjectKey() (string, error) {
+	n := d.newestSubjectVersion() + 1
+	k := make([]byte, subjectKeyBytes)
+	if _, err := rand.Read(k); err != nil {
+		return "", err
+	}
+	if err := writeNew(d.subjectVersionPath(n), k); err != nil {
+		return "", err
+	}
+	return strconv.Itoa(n), nil
+}
+
+func (d *Dir) subjectVersionPath(n int) string {
+	if n == 1 {
+		return d.subjectPath()
+	}
+	return filepath.Join(d.Path, fmt.Sprintf("subject.%d.key", n))
+}
+
+func (d *Dir) newestSubjectVersion() int {
+	n := 1
+	for {
+		if _, err := os.Stat(d.subjectVersionPath(n + 1)); err != nil {
+			return n
+		}
+		n++
+	}
+}
+
+// Close releases nothing: a key directory holds no connections.
+func (d *Dir) Close() error { return nil }
 
 // CheckpointSigner reads checkpoint.key.
 func (d *Dir) CheckpointSigner(context.Context) (note.Signer, string, error) {

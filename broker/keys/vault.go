@@ -58,6 +58,11 @@ type Vault struct {
 
 	mu      sync.Mutex
 	lastErr error
+
+	// life bounds the token renewers; Close ends it and waits for them.
+	life    context.Context
+	stop    context.CancelFunc
+	renewer sync.WaitGroup
 }
 
 var _ Source = (*Vault)(nil)
@@ -92,6 +97,7 @@ func OpenVault(ctx context.Context, cfg VaultConfig) (*Vault, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	v := &Vault{cfg: cfg}
+	v.life, v.stop = context.WithCancel(context.Background())
 	var ok bool
 	if v.kvMount, v.kvPath, ok = strings.Cut(cfg.SubjectKeyPath, "/data/"); !ok {
 		return nil, fmt.Errorf("vault: subject key path %q is not a KV v2 path (MOUNT/data/PATH)", cfg.SubjectKeyPath)
@@ -110,9 +116,38 @@ func OpenVault(ctx context.Context, cfg VaultConfig) (*Vault, error) {
 	client.ClearToken()
 	v.client = client
 	if err := v.login(ctx); err != nil {
+		v.stop()
 		return nil, err
 	}
 	return v, nil
+}
+
+// Close stops renewing the token and waits for the renewers to end.
+func (v *Vault) Close() error {
+	v.stop()
+	v.renewer.Wait()
+	return nil
+}
+
+// goRenew runs fn as a renewer bound to the source's life.
+func (v *Vault) goRenew(fn func(ctx context.Context)) {
+	v.renewer.Add(1)
+	go func() {
+		defer v.renewer.Done()
+		fn(v.life)
+	}()
+}
+
+// pause waits d unless ctx ends first; it reports whether to go on.
+func pause(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }
 
 func (v *Vault) login(ctx context.Context) error {
@@ -125,7 +160,7 @@ func (v *Vault) login(ctx context.Context) error {
 			return fmt.Errorf("vault: token refused at %s: %w", c.Address, shortVaultErr(err))
 		}
 		if renewable, _ := s.TokenIsRenewable(); renewable {
-			go v.renewToken(context.WithoutCancel(ctx), s)
+			v.goRenew(func(ctx context.Context) { v.renewToken(ctx, s) })
 		}
 		return nil
 	case c.RoleID != "":
@@ -175,7 +210,7 @@ func (v *Vault) loginWith(ctx context.Context, path string, credentials func() (
 	if err != nil {
 		return fmt.Errorf("vault: %w", err)
 	}
-	go v.watch(context.WithoutCancel(ctx), w, path, credentials)
+	v.goRenew(func(ctx context.Context) { v.watch(ctx, w, path, credentials) })
 	return nil
 }
 
@@ -185,15 +220,19 @@ func (v *Vault) watch(ctx context.Context, w *vault.LifetimeWatcher, path string
 	defer w.Stop()
 	for {
 		select {
+		case <-ctx.Done():
+			return
 		case err := <-w.DoneCh():
 			if err != nil {
 				v.cfg.Logger.Warn("vault token renewal ended; logging in again", "subsystem", "keys", "err", shortVaultErr(err))
 			}
 			for {
-				if err := v.loginWith(ctx, path, credentials); err == nil {
+				if err := v.loginWith(ctx, path, credentials); err == nil || ctx.Err() != nil {
 					return
 				}
-				time.Sleep(5 * time.Second)
+				if !pause(ctx, 5*time.Second) {
+					return
+				}
 			}
 		case <-w.RenewCh():
 		}
@@ -207,15 +246,18 @@ func (v *Vault) renewToken(ctx context.Context, s *vault.Secret) {
 		if err != nil || ttl <= 0 {
 			return // not expiring
 		}
-		select {
-		case <-ctx.Done():
+		if !pause(ctx, ttl/2) {
 			return
-		case <-time.After(ttl / 2):
 		}
 		ns, err := v.client.Auth().Token().RenewSelfWithContext(ctx, 0)
 		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
 			v.cfg.Logger.Warn("vault token renewal failed; retrying", "subsystem", "keys", "err", shortVaultErr(err))
-			time.Sleep(10 * time.Second)
+			if !pause(ctx, 10*time.Second) {
+				return
+			}
 			continue
 		}
 		if ns != nil && ns.Auth != nil {
@@ -357,7 +399,7 @@ func (v *Vault) fail(err error) {
 func (v *Vault) Ping(ctx context.Context) error {
 	if _, err := v.client.Auth().Token().LookupSelfWithContext(ctx); err != nil {
 		v.fail(err)
-		return &broker.Error{Kind: broker.EUNAVAILABLE, Code: "degraded", Message: "vault unreachable: checkpoint signing paused", Err: shortVaultErr(err)}
+		return &broker.Error{Kind: broker.EUNAVAILABLE, Code: broker.CodeDegraded, Message: "vault unreachable: checkpoint signing paused", Err: shortVaultErr(err)}
 	}
 	v.ok()
 	return nil

@@ -17,10 +17,10 @@ import (
 func appendAudit(ctx context.Context, tx pgx.Tx, e *audit.Entry) error {
 	replayed, err := auditpg.AppendInTx(ctx, tx, []*audit.Entry{e})
 	if err != nil {
-		return &broker.Error{Kind: broker.EUNAVAILABLE, Code: "audit_unavailable", Message: "the audit log is unavailable: nothing was changed", Err: err}
+		return &broker.Error{Kind: broker.EUNAVAILABLE, Code: broker.CodeAuditUnavailable, Message: "the audit log is unavailable: nothing was changed", Err: err}
 	}
 	if len(replayed) > 0 {
-		return audit.ErrReplayed
+		return broker.ErrReplayed
 	}
 	return nil
 }

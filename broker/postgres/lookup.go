@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"varsel/broker"
@@ -16,7 +17,10 @@ import (
 type FlagLookups struct {
 	DB *DB
 
-	reqs chan *lookup
+	reqs    chan *lookup
+	mu      sync.RWMutex // held for reading while enqueueing; for writing by Close
+	closed  bool
+	workers sync.WaitGroup
 }
 
 type lookup struct {
@@ -38,20 +42,40 @@ const maxLookupBatch = 256
 func NewFlagLookups(db *DB, workers int) *FlagLookups {
 	l := &FlagLookups{DB: db, reqs: make(chan *lookup, 4096)}
 	for range max(workers, 1) {
-		go l.work()
+		l.workers.Add(1)
+		go func() { defer l.workers.Done(); l.work() }()
 	}
 	return l
+}
+
+// Close answers the lookups already queued, then stops the workers; later
+// lookups fail with EUNAVAILABLE.
+func (l *FlagLookups) Close() {
+	l.mu.Lock()
+	if !l.closed {
+		l.closed = true
+		close(l.reqs)
+	}
+	l.mu.Unlock()
+	l.workers.Wait()
 }
 
 // ActiveFlags returns the flags stored under any of refs that are active
 // and valid at t, through the next batched query.
 func (l *FlagLookups) ActiveFlags(ctx context.Context, refs []string, t time.Time) ([]*broker.Flag, error) {
 	q := &lookup{ctx: ctx, refs: refs, at: t, out: make(chan lookupResult, 1)}
+	l.mu.RLock()
+	if l.closed {
+		l.mu.RUnlock()
+		return nil, broker.Errorf(broker.EUNAVAILABLE, "the broker is shutting down")
+	}
 	select {
 	case l.reqs <- q:
 	case <-ctx.Done():
+		l.mu.RUnlock()
 		return nil, ctx.Err()
 	}
+	l.mu.RUnlock()
 	select {
 	case r := <-q.out:
 		return r.flags, r.err

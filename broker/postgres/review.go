@@ -47,18 +47,11 @@ func (db *DB) SyncEmergencyReviews(ctx context.Context) (int64, error) {
 	return tag.RowsAffected() + refused.RowsAffected(), nil
 }
 
-// AnomalyRules are the snooping signals.
-type AnomalyRules struct {
-	Window      time.Duration // default 1 h
-	MaxSubjects int           // distinct people one employee may check per window; default 30
-	Hours       broker.OfficeHours
-}
-
 // DetectAnomalies raises anomaly reviews for employees who checked since seq
 // after: more than MaxSubjects different people within Window (one review
 // per employee per window), or checks outside office hours (one per
 // employee per day). It returns the seq it scanned up to.
-func (db *DB) DetectAnomalies(ctx context.Context, after int64, rules AnomalyRules) (int64, int64, error) {
+func (db *DB) DetectAnomalies(ctx context.Context, after int64, rules broker.AnomalyRules) (int64, int64, error) {
 	if rules.Window <= 0 {
 		rules.Window = time.Hour
 	}
@@ -125,16 +118,6 @@ func (db *DB) DetectAnomalies(ctx context.Context, after int64, rules AnomalyRul
 	return upTo, raised, err
 }
 
-// ReviewQuery selects reviews.
-type ReviewQuery struct {
-	Scope      string // actor agency; "" for all
-	Status     string // pending, justified, unjustified, overdue, or "" for all
-	Kind       string // emergency, anomaly or ""
-	OverdueAge time.Duration
-	AfterSeq   int64
-	Limit      int
-}
-
 const reviewColumns = `r.seq, r.kind, r.reason, r.actor_agency, r.actor, r.ts, r.created_at, r.status, r.note,
 	r.judged_by, r.judged_agency, r.judged_at, r.verdict_seq,
 	r.status = 'pending' AND r.created_at < now() - make_interval(secs => $1),
@@ -153,7 +136,7 @@ func scanReview(row pgx.Row) (*broker.Review, error) {
 }
 
 // Reviews lists reviews, oldest first.
-func (db *DB) Reviews(ctx context.Context, q ReviewQuery) ([]*broker.Review, error) {
+func (db *DB) Reviews(ctx context.Context, q broker.ReviewFilter) ([]*broker.Review, error) {
 	rows, err := db.Pool.Query(ctx, `SELECT `+reviewColumns+`
 		FROM reviews r JOIN audit_entries e ON e.seq = r.seq
 		WHERE ($2 = '' OR r.actor_agency = $2)
@@ -244,8 +227,8 @@ func (db *DB) SubjectReport(ctx context.Context, scope string, subjectRefs []str
 	return out, rows.Err()
 }
 
-// GroupBy values of Stats.
-var StatGroups = map[string]string{
+// statGroups are the SQL of each of broker.StatGroups.
+var statGroups = map[string]string{
 	"agency":      `e.actor_agency`,
 	"action":      `e.action`,
 	"day":         `to_char(e.ts AT TIME ZONE 'UTC', 'YYYY-MM-DD')`,
@@ -255,7 +238,7 @@ var StatGroups = map[string]string{
 // Stats counts checks, disclosures, denials, emergency uses and anomalies
 // in [from, to) within scope, grouped.
 func (db *DB) Stats(ctx context.Context, scope string, from, to time.Time, groupBy string) ([]broker.StatRow, error) {
-	key, ok := StatGroups[groupBy]
+	key, ok := statGroups[groupBy]
 	if !ok {
 		return nil, broker.CodeErrorf(broker.EINVALID, broker.CodeInvalidField, "group_by must be agency, legal_basis, action or day")
 	}
@@ -289,4 +272,16 @@ func (db *DB) SeqBefore(ctx context.Context, t time.Time) (int64, error) {
 	var seq int64
 	err := db.Pool.QueryRow(ctx, `SELECT coalesce(max(seq), 0) FROM audit_entries WHERE ts < $1`, t).Scan(&seq)
 	return seq, err
+}
+
+// EmergencyUses counts the allowed emergency decisions by one employee since t.
+func (db *DB) EmergencyUses(ctx context.Context, agency, actor string, since time.Time) (int, error) {
+	var n int
+	err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM audit_entries
+		WHERE emergency AND actor_agency = $1 AND actor = $2 AND ts >= $3 AND decision = 'allow'`,
+		agency, actor, since).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("count emergency uses: %w", err)
+	}
+	return n, nil
 }

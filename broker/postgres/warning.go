@@ -184,21 +184,12 @@ func (db *DB) SetWebhook(ctx context.Context, office, url, by string, e *audit.E
 	})
 }
 
-// PendingPush is a webhook push to attempt.
-type PendingPush struct {
-	ID        int64
-	WarningID string
-	Office    string
-	URL       string
-	Attempts  int
-}
-
 // ClaimPushes takes up to limit due pushes for lease (other replicas skip
 // them until it ends).
 //
 // A push goes to the office's webhook as it is now: one withdrawn since the
 // delivery was queued is given up, one changed is followed.
-func (db *DB) ClaimPushes(ctx context.Context, limit int, lease time.Duration) ([]PendingPush, error) {
+func (db *DB) ClaimPushes(ctx context.Context, limit int, lease time.Duration) ([]broker.DuePush, error) {
 	if _, err := db.Pool.Exec(ctx, `
 		UPDATE webhook_pushes p SET gave_up_at = now(), last_error = 'webhook withdrawn'
 		WHERE delivered_at IS NULL AND gave_up_at IS NULL AND next_attempt_at <= now()
@@ -215,8 +206,8 @@ func (db *DB) ClaimPushes(ctx context.Context, limit int, lease time.Duration) (
 	if err != nil {
 		return nil, fmt.Errorf("claim webhook pushes: %w", err)
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (PendingPush, error) {
-		var p PendingPush
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (broker.DuePush, error) {
+		var p broker.DuePush
 		err := r.Scan(&p.ID, &p.WarningID, &p.Office, &p.URL, &p.Attempts)
 		return p, err
 	})

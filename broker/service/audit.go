@@ -46,8 +46,11 @@ func (s *Service) SearchAudit(ctx context.Context, p *broker.Principal, req Audi
 		if err != nil {
 			return nil, err
 		}
-		q.SubjectRefs = s.Subjects.Refs(subj)
-		ref = s.Subjects.Ref(subj)
+		h, err := s.Subjects.Current()
+		if err != nil {
+			return nil, err
+		}
+		q.SubjectRefs, ref = h.Refs(subj), h.Ref(subj)
 	}
 	if req.From != nil {
 		q.From = *req.From
@@ -56,16 +59,16 @@ func (s *Service) SearchAudit(ctx context.Context, p *broker.Principal, req Audi
 		q.To = *req.To
 	}
 	if !q.From.IsZero() && !q.To.IsZero() && !q.To.After(q.From) {
-		return nil, broker.CodeErrorf(broker.EINVALID, "invalid_range", "to must be after from")
+		return nil, broker.CodeErrorf(broker.EINVALID, broker.CodeInvalidRange, "to must be after from")
 	}
 	if q.AfterSeq < 0 {
-		return nil, broker.CodeErrorf(broker.EINVALID, "invalid_field", "after_seq must not be negative")
+		return nil, broker.CodeErrorf(broker.EINVALID, broker.CodeInvalidField, "after_seq must not be negative")
 	}
 	switch {
 	case q.Limit == 0:
 		q.Limit = DefaultSearchLimit
 	case q.Limit < 0 || q.Limit > MaxSearchLimit:
-		return nil, broker.CodeErrorf(broker.EINVALID, "invalid_field", "limit must be 1 to %d", MaxSearchLimit)
+		return nil, broker.CodeErrorf(broker.EINVALID, broker.CodeInvalidField, "limit must be 1 to %d", MaxSearchLimit)
 	}
 
 	if _, err := s.authorize(ctx, p, policies.ActionAuditSearch, nil, func(e *audit.Entry) { e.SubjectRef = ref }); err != nil {
@@ -76,11 +79,11 @@ func (s *Service) SearchAudit(ctx context.Context, p *broker.Principal, req Audi
 	}
 	entries, err := s.AuditReader.Search(ctx, q)
 	if err != nil {
-		return nil, &broker.Error{Kind: broker.EUNAVAILABLE, Code: "audit_unavailable", Message: "the audit log cannot be read", Err: err}
+		return nil, &broker.Error{Kind: broker.EUNAVAILABLE, Code: broker.CodeAuditUnavailable, Message: "the audit log cannot be read", Err: err}
 	}
 	e := s.entry(p, policies.ActionAuditSearch, audit.Allow)
 	e.SubjectRef = ref
-	receipt, err := s.Audit.Append(ctx, e)
+	receipt, err := s.append(ctx, e)
 	if err != nil {
 		return nil, err
 	}

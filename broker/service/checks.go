@@ -80,11 +80,15 @@ func (s *Service) Check(ctx context.Context, p *broker.Principal, req CheckReque
 	if emergency {
 		justification = strings.TrimSpace(req.Emergency.Justification)
 		if n := utf8.RuneCountInString(justification); n < MinJustification || n > MaxJustification || !utf8.ValidString(justification) {
-			return nil, broker.CodeErrorf(broker.EINVALID, "justification_required",
+			return nil, broker.CodeErrorf(broker.EINVALID, broker.CodeJustificationRequired,
 				"an emergency check needs a written justification of %d to %d characters", MinJustification, MaxJustification)
 		}
 	}
-	ref, refs := s.Subjects.Ref(subj), s.Subjects.Refs(subj)
+	keys, err := s.Subjects.Current()
+	if err != nil {
+		return nil, err
+	}
+	ref, refs := keys.Ref(subj), keys.Refs(subj)
 	now := s.now()
 
 	if emergency {
@@ -122,10 +126,10 @@ func (s *Service) Check(ctx context.Context, p *broker.Principal, req CheckReque
 	e.SubjectRef, e.Emergency, e.Justification, e.Reasons = ref, emergency, justification, d.Reasons
 	if !d.Allow {
 		e.Decision = audit.Deny
-		if _, err := s.Audit.Append(ctx, e); err != nil {
+		if _, err := s.append(ctx, e); err != nil {
 			return nil, err
 		}
-		return nil, broker.CodeErrorf(broker.EFORBIDDEN, "forbidden", "this role may not run checks")
+		return nil, broker.CodeErrorf(broker.EFORBIDDEN, broker.CodeForbidden, "this role may not run checks")
 	}
 
 	res := &CheckResult{Result: ResultClear, Flags: []CheckFlag{}, Emergency: emergency, PolicyVersion: s.Policies.Version()}
@@ -151,7 +155,7 @@ func (s *Service) Check(ctx context.Context, p *broker.Principal, req CheckReque
 	if len(res.Flags) > 0 {
 		res.Result = ResultPrecautions
 	}
-	receipt, err := s.Audit.Append(ctx, e)
+	receipt, err := s.append(ctx, e)
 	if err != nil {
 		return nil, err
 	}
@@ -208,19 +212,19 @@ func (s *Service) emergencyAllowed(ctx context.Context, p *broker.Principal, ref
 	if window <= 0 {
 		window = time.Hour
 	}
-	n, err := s.AuditReader.EmergencyUses(ctx, p.Agency, p.Sub, now.Add(-window))
+	n, err := s.Emergencies.EmergencyUses(ctx, p.Agency, p.Sub, now.Add(-window))
 	if err != nil {
-		return &broker.Error{Kind: broker.EUNAVAILABLE, Code: "audit_unavailable", Message: "the audit log cannot be read", Err: err}
+		return &broker.Error{Kind: broker.EUNAVAILABLE, Code: broker.CodeAuditUnavailable, Message: "the audit log cannot be read", Err: err}
 	}
 	if n < limit {
 		return nil
 	}
 	e := s.entry(p, "check", audit.Deny)
 	e.SubjectRef, e.Emergency, e.Justification, e.Reasons = ref, true, justification, []string{"emergency_rate_limited"}
-	if _, err := s.Audit.Append(ctx, e); err != nil {
+	if _, err := s.append(ctx, e); err != nil {
 		return err
 	}
-	return &RateLimited{Seconds: int(window.Seconds() / float64(limit)), Err: broker.CodeErrorf(broker.ERATELIMITED, "rate_limited",
+	return &RateLimited{Seconds: int(window.Seconds() / float64(limit)), Err: broker.CodeErrorf(broker.ERATELIMITED, broker.CodeRateLimited,
 		"at most %d emergency checks per %s for one employee", limit, window)}
 }
 

@@ -65,8 +65,12 @@ func (s *Service) prepareFlag(ctx context.Context, p *broker.Principal, req *bro
 			}
 		}
 	}
+	keys, err := s.Subjects.Current()
+	if err != nil {
+		return nil, nil, err
+	}
 	f := &broker.Flag{
-		ID: newID(), SubjectRef: s.Subjects.Ref(subj), Issuer: p.Agency, IssuerKind: p.AgencyKind,
+		ID: newID(), SubjectRef: keys.Ref(subj), Issuer: p.Agency, IssuerKind: p.AgencyKind,
 		IssuerOffice: p.Office, IssuedBy: p.Sub, Level: req.Level, Categories: req.Categories,
 		Precautions: req.Precautions, ValidFrom: from, ValidUntil: until, LegalBasis: req.LegalBasis,
 		Audience: broker.Audience{Kinds: nonNil(req.Audience.Kinds), Offices: nonNil(req.Audience.Offices)},
@@ -139,7 +143,7 @@ func (s *Service) flagFor(ctx context.Context, p *broker.Principal, id, action s
 		} else {
 			e.FlagIDs = []string{f.ID}
 		}
-		if _, err := s.Audit.Append(ctx, e); err != nil {
+		if _, err := s.append(ctx, e); err != nil {
 			return nil, err
 		}
 		return nil, broker.Errorf(broker.ENOTFOUND, "no such flag")
@@ -155,7 +159,7 @@ func (s *Service) Flag(ctx context.Context, p *broker.Principal, id string) (*Fl
 	}
 	e := s.entry(p, policies.ActionFlagRead, audit.Allow)
 	e.SubjectRef, e.FlagIDs, e.LegalBasis = f.SubjectRef, []string{f.ID}, f.LegalBasis
-	r, err := s.Audit.Append(ctx, e)
+	r, err := s.append(ctx, e)
 	if err != nil {
 		return nil, err
 	}

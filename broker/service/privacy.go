@@ -3,24 +3,23 @@ package service
 import (
 	"context"
 	"fmt"
-	"log/slog"
-	"net/url"
 	"strconv"
+	"slices"
+	"log/slog"
 	"sync"
 	"time"
 
 	"varsel/audit"
 	"varsel/broker"
-	"varsel/broker/postgres"
 	"varsel/policies"
 )
 
 // ReviewStore keeps reviews and answers privacy officers' questions.
 type ReviewStore interface {
 	SyncEmergencyReviews(ctx context.Context) (int64, error)
-	DetectAnomalies(ctx context.Context, after int64, rules postgres.AnomalyRules) (upTo, raised int64, err error)
+	DetectAnomalies(ctx context.Context, after int64, rules broker.AnomalyRules) (upTo, raised int64, err error)
 	SeqBefore(ctx context.Context, t time.Time) (int64, error)
-	Reviews(ctx context.Context, q postgres.ReviewQuery) ([]*broker.Review, error)
+	Reviews(ctx context.Context, q broker.ReviewFilter) ([]*broker.Review, error)
 	ReviewsAt(ctx context.Context, seq int64, overdueAge time.Duration) ([]*broker.Review, error)
 	Judge(ctx context.Context, seq int64, kind, verdict, note, by, agency string, e *audit.Entry) error
 	SubjectReport(ctx context.Context, scope string, subjectRefs []string) ([]broker.ReportItem, error)
@@ -32,9 +31,10 @@ type ReviewStore interface {
 // background and before every review list, so the list is always current.
 type Sweeper struct {
 	Store    ReviewStore
-	Rules    postgres.AnomalyRules
+	Rules    broker.AnomalyRules
 	Interval time.Duration // default 30 s
 	Logger   *slog.Logger
+	Now      func() time.Time // nil: time.Now
 
 	mu        sync.Mutex
 	watermark int64
@@ -54,7 +54,11 @@ func (sw *Sweeper) Sweep(ctx context.Context) error {
 			window = time.Hour
 		}
 		// Entries older than the window cannot make a new signal.
-		seq, err := sw.Store.SeqBefore(ctx, time.Now().Add(-window-time.Minute))
+		now := time.Now
+		if sw.Now != nil {
+			now = sw.Now
+		}
+		seq, err := sw.Store.SeqBefore(ctx, now().Add(-window-time.Minute))
 		if err != nil {
 			return err
 		}
@@ -103,53 +107,33 @@ type ReviewList struct {
 	Audit   audit.Receipt    `json:"audit"`
 }
 
-// Review statuses a list may ask for.
-var reviewStatuses = map[string]bool{"": true, "pending": true, "justified": true, "unjustified": true, "overdue": true}
-
 // ListReviews lists the reviews of the caller's agency's decisions (all,
 // for the operator's auditors). A review pending longer than ReviewOverdue
 // is marked overdue.
-func (s *Service) ListReviews(ctx context.Context, p *broker.Principal, q url.Values) (*ReviewList, error) {
-	rq := postgres.ReviewQuery{Status: q.Get("status"), Kind: q.Get("kind"), OverdueAge: s.overdueAge(), Limit: DefaultSearchLimit}
-	if rq.Status == "all" {
-		rq.Status = ""
+func (s *Service) ListReviews(ctx context.Context, p *broker.Principal, rq broker.ReviewFilter) (*ReviewList, error) {
+	if rq.Limit == 0 {
+		rq.Limit = DefaultSearchLimit
 	}
-	if !reviewStatuses[rq.Status] {
-		return nil, broker.CodeErrorf(broker.EINVALID, broker.CodeInvalidField, "status must be pending, justified, unjustified, overdue or all")
+	if err := rq.Validate(MaxSearchLimit); err != nil {
+		return nil, err
 	}
-	if rq.Kind != "" && rq.Kind != broker.ReviewEmergency && rq.Kind != broker.ReviewAnomaly {
-		return nil, broker.CodeErrorf(broker.EINVALID, broker.CodeInvalidField, "kind must be emergency or anomaly")
-	}
-	if v := q.Get("after_seq"); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 0 {
-			return nil, broker.CodeErrorf(broker.EINVALID, broker.CodeInvalidField, "after_seq must be a seq")
-		}
-		rq.AfterSeq = n
-	}
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > MaxSearchLimit {
-			return nil, broker.CodeErrorf(broker.EINVALID, broker.CodeInvalidField, "limit must be 1 to %d", MaxSearchLimit)
-		}
-		rq.Limit = n
-	}
+	rq.OverdueAge = s.overdueAge()
 	if _, err := s.authorize(ctx, p, policies.ActionAuditReview, nil, nil); err != nil {
 		return nil, err
 	}
 	if s.Sweeper != nil {
 		if err := s.Sweeper.Sweep(ctx); err != nil {
-			return nil, &broker.Error{Kind: broker.EUNAVAILABLE, Code: "audit_unavailable", Message: "reviews cannot be brought up to date", Err: err}
+			return nil, &broker.Error{Kind: broker.EUNAVAILABLE, Code: broker.CodeAuditUnavailable, Message: "reviews cannot be brought up to date", Err: err}
 		}
 	}
 	rq.Scope = scope(p)
 	reviews, err := s.Reviews.Reviews(ctx, rq)
 	if err != nil {
-		return nil, &broker.Error{Kind: broker.EUNAVAILABLE, Code: "audit_unavailable", Message: "reviews cannot be read", Err: err}
+		return nil, &broker.Error{Kind: broker.EUNAVAILABLE, Code: broker.CodeAuditUnavailable, Message: "reviews cannot be read", Err: err}
 	}
 	e := s.entry(p, "audit.reviews", audit.Allow)
 	e.Reasons = []string{"status:" + rq.Status}
-	r, err := s.Audit.Append(ctx, e)
+	r, err := s.append(ctx, e)
 	if err != nil {
 		return nil, err
 	}
@@ -192,12 +176,12 @@ func (s *Service) Judge(ctx context.Context, p *broker.Principal, seqText string
 	}
 	if s.Sweeper != nil {
 		if err := s.Sweeper.Sweep(ctx); err != nil {
-			return nil, &broker.Error{Kind: broker.EUNAVAILABLE, Code: "audit_unavailable", Message: "reviews cannot be brought up to date", Err: err}
+			return nil, &broker.Error{Kind: broker.EUNAVAILABLE, Code: broker.CodeAuditUnavailable, Message: "reviews cannot be brought up to date", Err: err}
 		}
 	}
 	all, err := s.Reviews.ReviewsAt(ctx, seq, s.overdueAge())
 	if err != nil {
-		return nil, &broker.Error{Kind: broker.EUNAVAILABLE, Code: "audit_unavailable", Message: "reviews cannot be read", Err: err}
+		return nil, &broker.Error{Kind: broker.EUNAVAILABLE, Code: broker.CodeAuditUnavailable, Message: "reviews cannot be read", Err: err}
 	}
 	var candidates []*broker.Review
 	for _, r := range all {
@@ -208,7 +192,7 @@ func (s *Service) Judge(ctx context.Context, p *broker.Principal, seqText string
 	if len(candidates) == 0 {
 		e := s.entry(p, "review.verdict", audit.Deny)
 		e.Reasons = []string{fmt.Sprintf("review:%d", seq), "no_visible_review"}
-		if _, err := s.Audit.Append(ctx, e); err != nil {
+		if _, err := s.append(ctx, e); err != nil {
 			return nil, err
 		}
 		return nil, broker.Errorf(broker.ENOTFOUND, "no such review")
@@ -216,7 +200,7 @@ func (s *Service) Judge(ctx context.Context, p *broker.Principal, seqText string
 	if len(candidates) > 1 {
 		e := s.entry(p, "review.verdict", audit.Deny)
 		e.Reasons = []string{fmt.Sprintf("review:%d", seq), "kind_required"}
-		if _, err := s.Audit.Append(ctx, e); err != nil {
+		if _, err := s.append(ctx, e); err != nil {
 			return nil, err
 		}
 		return nil, broker.CodeErrorf(broker.EINVALID, broker.CodeInvalidField, "entry %d has an emergency and an anomaly review: say which with kind", seq)
@@ -231,7 +215,7 @@ func (s *Service) Judge(ctx context.Context, p *broker.Principal, seqText string
 			d := s.entry(p, "review.verdict", audit.Deny)
 			d.FlagIDs, d.LegalBasis = r.FlagIDs, r.LegalBasis
 			d.Reasons = []string{fmt.Sprintf("review:%s:%d", r.Kind, seq), "already_judged"}
-			if _, aerr := s.Audit.Append(ctx, d); aerr != nil {
+			if _, aerr := s.append(ctx, d); aerr != nil {
 				return nil, aerr
 			}
 		}
@@ -261,22 +245,26 @@ func (s *Service) Report(ctx context.Context, p *broker.Principal, req SubjectRe
 	if err != nil {
 		return nil, err
 	}
-	ref, refs := s.Subjects.Ref(subj), s.Subjects.Refs(subj)
+	keys, err := s.Subjects.Current()
+	if err != nil {
+		return nil, err
+	}
+	ref, refs := keys.Ref(subj), keys.Refs(subj)
 	if _, err := s.authorize(ctx, p, policies.ActionAuditReport, nil, func(e *audit.Entry) { e.SubjectRef = ref }); err != nil {
 		return nil, err
 	}
 	if s.Sweeper != nil {
 		if err := s.Sweeper.Sweep(ctx); err != nil {
-			return nil, &broker.Error{Kind: broker.EUNAVAILABLE, Code: "audit_unavailable", Message: "reviews cannot be brought up to date", Err: err}
+			return nil, &broker.Error{Kind: broker.EUNAVAILABLE, Code: broker.CodeAuditUnavailable, Message: "reviews cannot be brought up to date", Err: err}
 		}
 	}
 	items, err := s.Reviews.SubjectReport(ctx, scope(p), refs)
 	if err != nil {
-		return nil, &broker.Error{Kind: broker.EUNAVAILABLE, Code: "audit_unavailable", Message: "the audit log cannot be read", Err: err}
+		return nil, &broker.Error{Kind: broker.EUNAVAILABLE, Code: broker.CodeAuditUnavailable, Message: "the audit log cannot be read", Err: err}
 	}
 	e := s.entry(p, policies.ActionAuditReport, audit.Allow)
 	e.SubjectRef = ref
-	r, err := s.Audit.Append(ctx, e)
+	r, err := s.append(ctx, e)
 	if err != nil {
 		return nil, err
 	}
@@ -294,28 +282,22 @@ type Stats struct {
 
 // AuditStats counts checks, disclosures, denials, emergency uses and
 // anomalies in [from, to) (default: the last 30 days) within the caller's view.
-func (s *Service) AuditStats(ctx context.Context, p *broker.Principal, q url.Values) (*Stats, error) {
-	to := s.now().UTC()
-	from := to.Add(-30 * 24 * time.Hour)
-	var err error
-	if v := q.Get("to"); v != "" {
-		if to, err = time.Parse(time.RFC3339, v); err != nil {
-			return nil, broker.CodeErrorf(broker.EINVALID, broker.CodeInvalidField, "to must be an RFC 3339 time")
-		}
+func (s *Service) AuditStats(ctx context.Context, p *broker.Principal, q broker.StatsFilter) (*Stats, error) {
+	to, from := q.To, q.From
+	if to.IsZero() {
+		to = s.now().UTC()
 	}
-	if v := q.Get("from"); v != "" {
-		if from, err = time.Parse(time.RFC3339, v); err != nil {
-			return nil, broker.CodeErrorf(broker.EINVALID, broker.CodeInvalidField, "from must be an RFC 3339 time")
-		}
+	if from.IsZero() {
+		from = to.Add(-30 * 24 * time.Hour)
 	}
 	if !to.After(from) {
-		return nil, broker.CodeErrorf(broker.EINVALID, "invalid_range", "to must be after from")
+		return nil, broker.CodeErrorf(broker.EINVALID, broker.CodeInvalidRange, "to must be after from")
 	}
-	groupBy := q.Get("group_by")
+	groupBy := q.GroupBy
 	if groupBy == "" {
 		groupBy = "agency"
 	}
-	if _, ok := postgres.StatGroups[groupBy]; !ok {
+	if !slices.Contains(broker.StatGroups, groupBy) {
 		return nil, broker.CodeErrorf(broker.EINVALID, broker.CodeInvalidField, "group_by must be agency, legal_basis, action or day")
 	}
 	if _, err := s.authorize(ctx, p, policies.ActionAuditStats, nil, nil); err != nil {
@@ -323,14 +305,14 @@ func (s *Service) AuditStats(ctx context.Context, p *broker.Principal, q url.Val
 	}
 	if s.Sweeper != nil {
 		if err := s.Sweeper.Sweep(ctx); err != nil {
-			return nil, &broker.Error{Kind: broker.EUNAVAILABLE, Code: "audit_unavailable", Message: "reviews cannot be brought up to date", Err: err}
+			return nil, &broker.Error{Kind: broker.EUNAVAILABLE, Code: broker.CodeAuditUnavailable, Message: "reviews cannot be brought up to date", Err: err}
 		}
 	}
 	rows, err := s.Reviews.Stats(ctx, scope(p), from, to, groupBy)
 	if err != nil {
-		return nil, &broker.Error{Kind: broker.EUNAVAILABLE, Code: "audit_unavailable", Message: "the audit log cannot be read", Err: err}
+		return nil, &broker.Error{Kind: broker.EUNAVAILABLE, Code: broker.CodeAuditUnavailable, Message: "the audit log cannot be read", Err: err}
 	}
-	r, err := s.Audit.Append(ctx, s.entry(p, policies.ActionAuditStats, audit.Allow))
+	r, err := s.append(ctx, s.entry(p, policies.ActionAuditStats, audit.Allow))
 	if err != nil {
 		return nil, err
 	}

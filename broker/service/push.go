@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"net/url"
 	"sync"
 	"syscall"
 	"time"
@@ -19,12 +18,11 @@ import (
 
 	"varsel/audit"
 	"varsel/broker"
-	"varsel/broker/postgres"
 )
 
 // PushStore is what the webhook pusher needs of storage.
 type PushStore interface {
-	ClaimPushes(ctx context.Context, limit int, lease time.Duration) ([]postgres.PendingPush, error)
+	ClaimPushes(ctx context.Context, limit int, lease time.Duration) ([]broker.DuePush, error)
 	RecordPush(ctx context.Context, id int64, status int, errText string, delivered bool, next time.Time) error
 	WarningFlag(ctx context.Context, id string) (*broker.Flag, error)
 }
@@ -104,7 +102,7 @@ func (p *Pusher) PushDue(ctx context.Context) (int, error) {
 	return len(due), nil
 }
 
-func (p *Pusher) attempt(ctx context.Context, d postgres.PendingPush) {
+func (p *Pusher) attempt(ctx context.Context, d broker.DuePush) {
 	status, errText := 0, ""
 	delivered, giveUp := false, false
 	defer func() {
@@ -132,7 +130,7 @@ func (p *Pusher) attempt(ctx context.Context, d postgres.PendingPush) {
 	e := &audit.Entry{TS: audit.FormatTime(time.Now()), ActorAgency: p.BrokerID, Actor: "webhook", Role: "broker",
 		Office: d.Office, Action: "warning.push", Decision: audit.Allow, SubjectRef: f.SubjectRef,
 		FlagIDs: []string{f.ID}, LegalBasis: f.LegalBasis,
-		Reasons: []string{fmt.Sprintf("attempt:%d", d.Attempts+1), "host:" + hostOf(d.URL)}}
+		Reasons: []string{fmt.Sprintf("attempt:%d", d.Attempts+1), "host:" + broker.WebhookHost(d.URL)}}
 	if p.Policy != nil {
 		e.PolicyVersion = p.Policy()
 	}
@@ -192,13 +190,6 @@ func (p *Pusher) backoff(attempt int) time.Duration {
 	return min(d, maxWait)
 }
 
-func hostOf(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "?"
-	}
-	return u.Host
-}
 
 // WebhookClient is the HTTP client for pushes: it never follows redirects
 // (a redirect could lead to an http:// or internal address) and, unless

@@ -6,6 +6,7 @@ package service
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -17,7 +18,7 @@ import (
 )
 
 // AuditLog appends entries; the audit.Writer implements it.
-// Errors: audit.ErrReplayed, audit.ErrUnavailable.
+// Errors: audit.ErrReplayed, audit.ErrUnavailable (Service maps them).
 type AuditLog interface {
 	Append(ctx context.Context, e *audit.Entry) (audit.Receipt, error)
 }
@@ -25,7 +26,10 @@ type AuditLog interface {
 // AuditReader reads the log.
 type AuditReader interface {
 	Search(ctx context.Context, q audit.Query) ([]audit.Entry, error)
-	// EmergencyUses counts an employee's allowed emergency decisions since t.
+}
+
+// EmergencyCounter counts an employee's allowed emergency decisions.
+type EmergencyCounter interface {
 	EmergencyUses(ctx context.Context, agency, actor string, since time.Time) (int, error)
 }
 
@@ -59,7 +63,7 @@ type InboxWaiter interface {
 // FlagStore keeps flags. Changes commit together with their audit entry.
 type FlagStore interface {
 	// CreateFlag stores f with its audit entry in one transaction.
-	// Errors: audit.ErrReplayed, EUNAVAILABLE.
+	// Errors: broker.ErrReplayed, EUNAVAILABLE.
 	CreateFlag(ctx context.Context, f *broker.Flag, e *audit.Entry) error
 	// RevokeFlag revokes an active flag with its audit entry; false when it
 	// was not active.
@@ -82,6 +86,7 @@ type Service struct {
 	Flags       FlagStore
 	Warnings    WarningStore
 	Reviews     ReviewStore
+	Emergencies EmergencyCounter
 	Sweeper     *Sweeper
 	// ReviewOverdue is when a pending review is listed as overdue (default 7 days).
 	ReviewOverdue time.Duration
@@ -153,15 +158,36 @@ func (s *Service) authorize(ctx context.Context, p *broker.Principal, action str
 	if deny != nil {
 		deny(e)
 	}
-	if _, err := s.Audit.Append(ctx, e); err != nil {
+	if _, err := s.append(ctx, e); err != nil {
 		return d, err
 	}
-	return d, broker.CodeErrorf(broker.EFORBIDDEN, "forbidden", "the policy does not allow %s for this role", action)
+	return d, broker.CodeErrorf(broker.EFORBIDDEN, broker.CodeForbidden, "the policy does not allow %s for this role", action)
+}
+
+// append commits e through the audit log, with the log's errors turned
+// into the broker's: broker.ErrReplayed, broker.ErrAuditUnavailable.
+func (s *Service) append(ctx context.Context, e *audit.Entry) (audit.Receipt, error) {
+	r, err := s.Audit.Append(ctx, e)
+	return r, auditError(err)
+}
+
+// auditError maps the audit package's sentinels to domain errors.
+func auditError(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, audit.ErrReplayed):
+		return broker.ErrReplayed
+	case errors.Is(err, audit.ErrUnavailable):
+		return &broker.Error{Kind: broker.EUNAVAILABLE, Code: broker.CodeAuditUnavailable,
+			Message: broker.ErrAuditUnavailable.Message, Err: err}
+	}
+	return err
 }
 
 // Whoami records that p asked who it is, and returns the receipt.
 func (s *Service) Whoami(ctx context.Context, p *broker.Principal) (audit.Receipt, error) {
-	return s.Audit.Append(ctx, s.entry(p, "whoami", audit.Allow))
+	return s.append(ctx, s.entry(p, "whoami", audit.Allow))
 }
 
 // keyedMutex is a set of mutexes by key, made on first use.

@@ -2,8 +2,6 @@ package service
 
 import (
 	"context"
-	"net/netip"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -96,7 +94,7 @@ func (s *Service) Warning(ctx context.Context, p *broker.Principal, id string) (
 	}
 	e := s.entry(p, "warning.read", audit.Allow)
 	e.SubjectRef, e.FlagIDs, e.LegalBasis = f.SubjectRef, []string{f.ID}, f.LegalBasis
-	r, err := s.Audit.Append(ctx, e)
+	r, err := s.append(ctx, e)
 	if err != nil {
 		return nil, err
 	}
@@ -138,31 +136,6 @@ type InboxResult struct {
 	Warnings []InboxWarning `json:"warnings"`
 	Next     string         `json:"next"`
 	Audit    audit.Receipt  `json:"audit"`
-}
-
-// ParseInboxQuery reads the query parameters of GET /v1/warnings/inbox.
-func ParseInboxQuery(q url.Values) (InboxQuery, error) {
-	in := InboxQuery{Office: q.Get("office"), After: q.Get("after"), Limit: DefaultInboxLimit}
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > MaxInboxLimit {
-			return in, broker.CodeErrorf(broker.EINVALID, broker.CodeInvalidField, "limit must be 1 to %d", MaxInboxLimit)
-		}
-		in.Limit = n
-	}
-	if v := q.Get("wait"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d < 0 || d > MaxInboxWait {
-			return in, broker.CodeErrorf(broker.EINVALID, broker.CodeInvalidField, "wait must be a duration up to 30s, e.g. 30s")
-		}
-		in.Wait = d
-	}
-	if in.After != "" {
-		if n, err := strconv.ParseInt(in.After, 10, 64); err != nil || n < 0 {
-			return in, broker.CodeErrorf(broker.EINVALID, broker.CodeInvalidField, "after is not a cursor from this inbox")
-		}
-	}
-	return in, nil
 }
 
 // Inbox returns an office's warnings after a cursor, oldest first. With a
@@ -230,7 +203,7 @@ func (s *Service) Inbox(ctx context.Context, p *broker.Principal, q InboxQuery) 
 		}
 		e.LegalBasis = bases
 	}
-	r, err := s.Audit.Append(ctx, e)
+	r, err := s.append(ctx, e)
 	if err != nil {
 		return nil, err
 	}
@@ -308,7 +281,7 @@ func (s *Service) Ack(ctx context.Context, p *broker.Principal, id string) (*Ack
 	}
 	if f == nil {
 		e.Decision, e.Reasons = audit.Deny, []string{"no_such_warning"}
-		if _, err := s.Audit.Append(ctx, e); err != nil {
+		if _, err := s.append(ctx, e); err != nil {
 			return nil, err
 		}
 		return nil, broker.Errorf(broker.ENOTFOUND, "no such warning for this office")
@@ -316,7 +289,7 @@ func (s *Service) Ack(ctx context.Context, p *broker.Principal, id string) (*Ack
 	if _, err := s.Warnings.AckWarning(ctx, id, p.Office, p.Sub, e); err != nil {
 		if broker.ErrorKind(err) == broker.ENOTFOUND {
 			e.Decision, e.Reasons = audit.Deny, []string{"not_a_target_office"}
-			if _, aerr := s.Audit.Append(ctx, e); aerr != nil {
+			if _, aerr := s.append(ctx, e); aerr != nil {
 				return nil, aerr
 			}
 		}
@@ -344,15 +317,12 @@ type WebhookRequest struct {
 // deliveries are pushed ("" removes it).
 func (s *Service) SetWebhook(ctx context.Context, p *broker.Principal, office string, req WebhookRequest) (audit.Receipt, error) {
 	if req.URL != "" {
-		u, err := url.Parse(req.URL)
-		ok := err == nil && u.Host != "" && u.User == nil && (u.Scheme == "https" || (u.Scheme == "http" && s.AllowHTTPWebhooks))
-		if !ok || len(req.URL) > 500 {
-			return audit.Receipt{}, broker.CodeErrorf(broker.EINVALID, broker.CodeInvalidField, "url must be an https:// URL without credentials")
+		u, err := broker.ParseWebhookURL(req.URL, s.AllowHTTPWebhooks)
+		if err != nil {
+			return audit.Receipt{}, err
 		}
-		if ip, err := netip.ParseAddr(strings.Trim(u.Hostname(), "[]")); err == nil && !s.AllowHTTPWebhooks {
-			if !PublicAddr(ip) {
-				return audit.Receipt{}, broker.CodeErrorf(broker.EINVALID, broker.CodeInvalidField, "url must name a public address")
-			}
+		if u.IP != nil && !s.AllowHTTPWebhooks && !PublicAddr(*u.IP) {
+			return audit.Receipt{}, broker.CodeErrorf(broker.EINVALID, broker.CodeInvalidField, "url must name a public address")
 		}
 	}
 	if _, err := s.authorize(ctx, p, policies.ActionWebhookSet, &policies.OfficeResource{Office: office}, nil); err != nil {
@@ -395,9 +365,9 @@ func (s *Service) Disclosures(ctx context.Context, p *broker.Principal, after st
 	}
 	items, err := s.Warnings.Disclosures(ctx, p.Agency, from, limit)
 	if err != nil {
-		return nil, &broker.Error{Kind: broker.EUNAVAILABLE, Code: "audit_unavailable", Message: "the audit log cannot be read", Err: err}
+		return nil, &broker.Error{Kind: broker.EUNAVAILABLE, Code: broker.CodeAuditUnavailable, Message: "the audit log cannot be read", Err: err}
 	}
-	r, err := s.Audit.Append(ctx, s.entry(p, policies.ActionDisclosuresRead, audit.Allow))
+	r, err := s.append(ctx, s.entry(p, policies.ActionDisclosuresRead, audit.Allow))
 	if err != nil {
 		return nil, err
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"varsel/broker"
+	"varsel/broker/app"
 	"varsel/broker/keys"
 	"varsel/broker/postgres"
 )
@@ -48,6 +49,7 @@ type Config struct {
 	LogLevel            string
 	ShutdownTimeout     time.Duration
 	CheckpointInterval  time.Duration
+	KeyReloadInterval   time.Duration
 }
 
 // DefaultConfig is the embedded default that `make run` relies on.
@@ -70,6 +72,7 @@ func DefaultConfig() Config {
 		LogLevel:            "info",
 		ShutdownTimeout:     20 * time.Second,
 		CheckpointInterval:  5 * time.Second,
+		KeyReloadInterval:   keys.DefaultReloadInterval,
 	}
 }
 
@@ -101,6 +104,7 @@ func (c *Config) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn or error")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long in-flight requests may take to finish on SIGTERM")
 	fs.DurationVar(&c.CheckpointInterval, "checkpoint-interval", c.CheckpointInterval, "how often to sign an audit checkpoint when entries were added")
+	fs.DurationVar(&c.KeyReloadInterval, "key-reload-interval", c.KeyReloadInterval, "how often to read the subject key chain; checks stop (503) after 3 intervals without a good read. keys rotate-subject --grace must exceed 4 of them")
 }
 
 func (c *Config) validate() error {
@@ -146,6 +150,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("log_level", c.LogLevel),
 		slog.Duration("shutdown_timeout", c.ShutdownTimeout),
 		slog.Duration("checkpoint_interval", c.CheckpointInterval),
+		slog.Duration("key_reload_interval", c.KeyReloadInterval),
 	)
 }
 
@@ -218,9 +223,20 @@ func hourRange(s string) (int, int, error) {
 	return start, end, nil
 }
 
-func (c *Config) officeHours() broker.OfficeHours {
-	h, _ := parseOfficeHours(c.OfficeHours)
-	return h
+// app is the running broker's configuration (after validate).
+func (c *Config) app() app.Config {
+	hours, _ := parseOfficeHours(c.OfficeHours)
+	return app.Config{
+		DatabaseURL: c.DatabaseURL, DatabaseRole: c.DatabaseRole, MaxDBConns: c.MaxDBConns, Migrate: c.Migrate,
+		Listen: c.Listen, PprofListen: c.PprofListen, BrokerID: c.BrokerID, Keys: c.Keys, Vault: c.Vault,
+		DutyDesk:       broker.Contact{Unit: c.DutyDeskUnit, Phone: c.DutyDeskPhone},
+		EmergencyLimit: c.EmergencyLimit, TestSubjects: c.TestSubjects, ReviewOverdue: c.ReviewOverdue,
+		Anomalies:        broker.AnomalyRules{Window: time.Hour, MaxSubjects: c.AnomalySubjects, Hours: hours},
+		ShutdownTimeout:  c.ShutdownTimeout,
+		WebhookAllowHTTP: c.WebhookAllowHTTP, WebhookFirstRetry: c.WebhookFirstRetry, WebhookInterval: c.WebhookInterval,
+		ReviewSweepInterval: c.ReviewSweepInterval, CheckpointInterval: c.CheckpointInterval,
+		KeyReloadInterval: c.KeyReloadInterval,
+	}
 }
 
 // errNoDatabase is what a command that needs the database says without one.

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"varsel/audit"
+	"varsel/broker/app"
 	"varsel/broker/client"
 	"varsel/broker/service"
 )
@@ -30,7 +31,7 @@ type world struct {
 	t                                          testing.TB
 	db                                         string
 	base                                       string
-	main                                       *Main
+	main                                       *app.App
 	police, navState, navMun, health, navOther *client.Signer
 }
 

@@ -3,10 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 	"time"
 
 	"varsel/audit"
+	"varsel/broker"
+	"varsel/broker/app"
 	"varsel/broker/keys"
 	"varsel/policies"
 )
@@ -15,9 +16,12 @@ const keysUsage = `Usage: varsel keys SUBCOMMAND [flags]
 
   rotate-subject [--keys vault|file:DIR] [--grace 10s]
       Re-key every stored subject ref with the newest version of the subject
-      key (write that version to Vault KV first). Every replica first learns
-      of the pending key (within 2 s) and looks refs up under it too; after
-      the grace period all flags are re-keyed in one transaction, audited.
+      key (write that version to Vault KV first; with --keys file:DIR, a new
+      subject.N.key file). Every replica first learns of the pending key
+      (within --key-reload-interval, 2 s by default) and looks refs up under
+      it too; a replica that cannot read the chain for 3 intervals answers
+      checks with 503 instead. After the grace period (at least 8 s) all
+      flags are re-keyed in one transaction, audited.
       Audit entries keep the refs they were written with; searches and
       reports look under every key version, so nothing is lost.
 `
@@ -35,64 +39,51 @@ func runKeys(ctx context.Context, args []string, o cmdIO) error {
 	c.registerDatabase(fs)
 	fs.StringVar(&c.Keys, "keys", c.Keys, "key source: file:DIR or vault (VAULT_ADDR, VAULT_TOKEN, ...)")
 	fs.StringVar(&c.BrokerID, "broker-id", c.BrokerID, "the broker's id")
-	grace := fs.Duration("grace", 10*time.Second, "how long replicas get to learn of the pending key before flags are re-keyed")
+	grace := fs.Duration("grace", 10*time.Second, "how long replicas get to learn of the pending key before flags are re-keyed (at least 8s)")
+	unsafeGrace := fs.Bool("unsafe-grace", false, "allow a --grace below 8s (tests, or replicas run with a shorter --key-reload-interval)")
+	operator := fs.String("operator", "", "who rotates, for the audit entry (default: the OS user)")
 	if err := parse(fs, args[1:], o); err != nil {
 		return handled(err)
 	}
+	if *grace < keys.MinRotationGrace && !*unsafeGrace {
+		return fmt.Errorf("keys rotate-subject: --grace %s is shorter than %s: replicas might answer \"clear\" for flagged people while they catch up", *grace, keys.MinRotationGrace)
+	}
 	c.Vault = keys.VaultConfigFromEnv(o.getenv)
-	src, err := openKeys(ctx, c, nil)
+	src, err := app.OpenKeys(ctx, c.Keys, c.BrokerID, c.Vault, nil)
 	if err != nil {
 		return err
 	}
+	defer src.Close()
 	db, err := operatorDB(ctx, c)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	chain, err := db.SubjectKeyChain(ctx)
-	if err != nil {
-		return err
-	}
-	if len(chain) == 0 {
-		return fmt.Errorf("keys rotate-subject: no subject key chain yet: start the broker once first")
-	}
-	newKey, version, err := src.SubjectKey(ctx, "")
-	if err != nil {
-		return err
-	}
-	last := chain[len(chain)-1]
-	position := 0
-	switch {
-	case last.State == "pending" && last.Version == version:
-		position = last.Position // resume an interrupted rotation
-	case last.Version == version:
-		return fmt.Errorf("keys rotate-subject: version %s is already in use: write a new version of the subject key first", version)
-	default:
-		if position, err = db.AddPendingSubjectKey(ctx, version); err != nil {
-			return err
-		}
-	}
-	fmt.Fprintf(o.stderr, "subject key version %s pending; waiting %s for every replica to see it\n", version, *grace)
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-time.After(*grace):
-	}
 	pol, err := policies.New(ctx)
 	if err != nil {
 		return err
 	}
-	operator := os.Getenv("USER")
-	if operator == "" {
-		operator = "operator"
-	}
-	e := &audit.Entry{TS: audit.FormatTime(time.Now()), ActorAgency: c.BrokerID, Actor: operator, Role: "operator",
-		Action: "keys.rotate-subject", Decision: audit.Allow, PolicyVersion: pol.Version(),
-		Reasons: []string{"subject_key_version:" + version}}
-	n, err := db.RekeySubjects(ctx, position, newKey, e)
+	rot := &keys.Rotation{Store: db, Source: src, Grace: *grace, Pending: func(version string) {
+		fmt.Fprintf(o.stderr, "subject key version %s pending; waiting %s for every replica to see it\n", version, *grace)
+	}}
+	e := &audit.Entry{TS: audit.FormatTime(time.Now()), ActorAgency: c.BrokerID, Actor: operatorName(*operator, o.getenv),
+		Role: "operator", PolicyVersion: pol.Version()}
+	res, err := rot.Run(ctx, e)
 	if err != nil {
-		return fmt.Errorf("keys rotate-subject: %w", err)
+		return fmt.Errorf("keys rotate-subject: %v", broker.ErrorMessage(err))
 	}
-	fmt.Fprintf(o.stdout, "re-keyed %d flags to subject key version %s (audit seq %d)\n", n, version, e.Seq)
+	fmt.Fprintf(o.stdout, "re-keyed %d flags to subject key version %s (audit seq %d)\n", res.Flags, res.Version, res.Audit.Seq)
 	return nil
+}
+
+// operatorName is who runs an operator command: --operator, else the OS
+// user, else "operator".
+func operatorName(flagValue string, getenv env) string {
+	if flagValue != "" {
+		return flagValue
+	}
+	if u := getenv("USER"); u != "" {
+		return u
+	}
+	return "operator"
 }

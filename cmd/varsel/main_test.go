@@ -11,9 +11,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"varsel/broker/app"
 	"varsel/broker/client"
 	"varsel/schema/schematest"
 )
@@ -95,16 +97,20 @@ func uniq(prefix string) string {
 }
 
 // startMain starts the broker in-process on a free loopback port.
-func startMain(t testing.TB, dbURL string, mod func(*Config)) (*Main, string) {
+func startMain(t testing.TB, dbURL string, mod func(*Config)) (*app.App, string) {
 	t.Helper()
-	m := NewMain()
-	m.Config.DatabaseURL = dbURL
-	m.Config.Listen = "127.0.0.1:0"
-	m.Config.Keys = "file:" + t.TempDir()
-	m.Config.TestSubjects = true
+	c := DefaultConfig()
+	c.DatabaseURL = dbURL
+	c.Listen = "127.0.0.1:0"
+	c.Keys = "file:" + t.TempDir()
+	c.TestSubjects = true
 	if mod != nil {
-		mod(&m.Config)
+		mod(&c)
 	}
+	if err := c.validate(); err != nil {
+		t.Fatal(err)
+	}
+	m := app.New(c.app(), nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- m.Run(ctx) }()
@@ -130,7 +136,59 @@ func startMain(t testing.TB, dbURL string, mod func(*Config)) (*Main, string) {
 type brokerProcess struct {
 	cmd  *exec.Cmd
 	url  string
-	logs *bytes.Buffer
+	logs *logBuffer
+}
+
+// logBuffer collects a process's log lines as they come.
+type logBuffer struct {
+	mu    sync.Mutex
+	buf   bytes.Buffer
+	added chan struct{} // closed and replaced at every write
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.added == nil {
+		b.added = make(chan struct{})
+	}
+	close(b.added)
+	b.added = make(chan struct{})
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// waitFor returns the logs once they contain every one of subs, or fails
+// the test after 10 s.
+func (b *logBuffer) waitFor(t testing.TB, subs ...string) string {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		b.mu.Lock()
+		s := b.buf.String()
+		if b.added == nil {
+			b.added = make(chan struct{})
+		}
+		added := b.added
+		b.mu.Unlock()
+		all := true
+		for _, sub := range subs {
+			all = all && strings.Contains(s, sub)
+		}
+		if all {
+			return s
+		}
+		select {
+		case <-added:
+		case <-deadline:
+			t.Fatalf("logs lack %q after 10 s:\n%s", subs, s)
+		}
+	}
 }
 
 // startProcess runs the built binary as a separate broker process.
@@ -147,7 +205,7 @@ func startProcess(t *testing.T, dbURL string, extra ...string) *brokerProcess {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &brokerProcess{cmd: cmd, logs: &bytes.Buffer{}}
+	p := &brokerProcess{cmd: cmd, logs: &logBuffer{}}
 	addr := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)

@@ -47,8 +47,12 @@ func TestReadyzFollowsDatabase(t *testing.T) {
 	if code != 503 || !strings.Contains(body, `"database":"unavailable"`) {
 		t.Fatalf("with database stopped: %d %s", code, body)
 	}
-	if code, _ := readyStatus(t, base+"/../healthz"); code == 0 {
-		t.Fatal("healthz")
+	// Liveness does not follow the database: the process is fine, and
+	// restarting it would not bring Postgres back.
+	if resp, err := http.Get(base + "/healthz"); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("healthz with database stopped: %v %v", err, resp)
+	} else {
+		resp.Body.Close()
 	}
 	if out, err := exec.Command(pg, "start", dir).CombinedOutput(); err != nil {
 		t.Fatalf("restart cluster: %v %s", err, out)
@@ -107,11 +111,7 @@ func TestReplayAcrossProcesses(t *testing.T) {
 		t.Fatalf("replay onto first process: %d %s", r.Status, r.Body)
 	}
 	// The refusal is logged at warn with agency, kid and code, never the token.
-	time.Sleep(100 * time.Millisecond)
-	logs := proc.logs.String()
-	if !strings.Contains(logs, `"code":"replayed"`) || !strings.Contains(logs, `"agency":"`+id+`"`) || !strings.Contains(logs, `"kid":"`+id+`-1"`) {
-		t.Fatalf("no warn line for the replay in:\n%s", logs)
-	}
+	logs := proc.logs.waitFor(t, `"code":"replayed"`, `"agency":"`+id+`"`, `"kid":"`+id+`-1"`)
 	if strings.Contains(logs, tok) || strings.Contains(logs, strings.Split(tok, ".")[2]) {
 		t.Fatal("a token was logged")
 	}

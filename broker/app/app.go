@@ -1,0 +1,384 @@
+// Package app owns the running broker: it builds every long-lived part
+// (database, keys and the subject key follower, policies, audit writer and
+// checkpointer, flag lookups, inbox notifier, webhook pusher, review and
+// token-id sweepers, HTTP server), starts them, and stops them in one
+// ordered shutdown:
+//
+//	HTTP server (in-flight requests finish)
+//	→ producers (pusher, sweepers, notifier, checkpointer loop)
+//	→ audit writer (what is queued is committed, in batches)
+//	→ final checkpoint
+//	→ keys (follower, Vault renewers) and flag lookups
+//	→ database
+//
+// cmd/varsel turns flags into a Config; the end-to-end tests start the
+// same App on 127.0.0.1:0.
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"varsel/audit"
+	auditpg "varsel/audit/postgres"
+	"varsel/broker"
+	"varsel/broker/api"
+	"varsel/broker/auth"
+	"varsel/broker/keys"
+	"varsel/broker/postgres"
+	"varsel/broker/service"
+	"varsel/policies"
+	"varsel/schema"
+)
+
+// Config is what the running broker needs; cmd/varsel fills it from flags
+// and the environment. Zero durations and limits take the defaults noted.
+type Config struct {
+	DatabaseURL  string
+	DatabaseRole string // role assumed on every connection; "" for the URL's user
+	MaxDBConns   int    // default 32
+	Migrate      bool   // apply migrations before serving
+
+	Listen      string // e.g. 127.0.0.1:8080; ":0" picks a port
+	PprofListen string // loopback address for pprof; "" for none
+	BrokerID    string // the aud every token names; the checkpoint origin's prefix
+	Keys        string // "file:DIR" or "vault"
+	Vault       keys.VaultConfig
+
+	DutyDesk        broker.Contact
+	EmergencyLimit  int // per employee per hour; default 5
+	TestSubjects    bool
+	ReviewOverdue   time.Duration
+	Anomalies       broker.AnomalyRules
+	ShutdownTimeout time.Duration // default 20 s
+
+	WebhookAllowHTTP  bool
+	WebhookFirstRetry time.Duration
+	WebhookInterval   time.Duration
+
+	ReviewSweepInterval time.Duration // default 30 s
+	CheckpointInterval  time.Duration // default 5 s
+	KeyReloadInterval   time.Duration // default keys.DefaultReloadInterval
+	JTISweepInterval    time.Duration // default 1 min
+
+	// Now is the clock of decisions (validity, expiry, emergency windows);
+	// nil for time.Now. Tests move it instead of sleeping.
+	Now func() time.Time
+}
+
+// App is the running broker. Its exported parts are there for tests and
+// operators to trigger work (a checkpoint, a sweep, a key reload) instead
+// of waiting for a ticker.
+type App struct {
+	cfg Config
+	log *slog.Logger
+
+	DB           *postgres.DB
+	Keys         keys.Source
+	SubjectKeys  *keys.Follower
+	Policies     *policies.Engine
+	AuditStore   *auditpg.Store
+	AuditWriter  *audit.Writer
+	Checkpointer *audit.Checkpointer
+	Sweeper      *service.Sweeper
+	Pusher       *service.Pusher
+	Service      *service.Service
+	Server       *api.Server
+
+	notifier       *postgres.Notifier
+	lookups        *postgres.FlagLookups
+	lastCheckpoint atomic.Int64
+
+	addr  net.Addr
+	ready chan struct{}
+}
+
+// New returns an App that Run will build and start.
+func New(cfg Config, log *slog.Logger) *App {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &App{cfg: cfg, log: log, ready: make(chan struct{})}
+}
+
+// Ready is closed once the server listens and every part runs; Addr is
+// then set.
+func (a *App) Ready() <-chan struct{} { return a.ready }
+
+// Addr is the address the server listens on.
+func (a *App) Addr() net.Addr { return a.addr }
+
+// Run builds the broker, serves until ctx ends, then shuts down in order.
+// It returns the first error that stopped it.
+func (a *App) Run(ctx context.Context) (err error) {
+	defer func() { err = errors.Join(err, a.close()) }()
+	if err := a.open(ctx); err != nil {
+		return err
+	}
+	addr, err := a.Server.Listen(a.cfg.Listen)
+	if err != nil {
+		return err
+	}
+	a.addr = addr
+	a.log.Info("varsel serving", "addr", addr.String())
+
+	// Producers: background work that reads state or appends entries.
+	// They stop after the server, before the audit writer.
+	pctx, stopProducers := context.WithCancel(context.WithoutCancel(ctx))
+	var producers sync.WaitGroup
+	start := func(run func(context.Context)) {
+		producers.Add(1)
+		go func() { defer producers.Done(); run(pctx) }()
+	}
+	start(a.Sweeper.Run)
+	start(a.notifier.Run)
+	start(a.Pusher.Run)
+	start(a.Checkpointer.Run)
+	start(a.SubjectKeys.Run)
+	start(func(ctx context.Context) { every(ctx, a.cfg.JTISweepInterval, time.Minute, a.sweepJTIs) })
+	if a.cfg.PprofListen != "" {
+		start(func(ctx context.Context) { a.servePprof(ctx, a.cfg.PprofListen) })
+	}
+	close(a.ready)
+	serveErr := a.Server.Serve(ctx) // returns once in-flight requests finished
+	stopProducers()
+	producers.Wait()
+	return serveErr
+}
+
+// close stops what open built, in order; parts that were never built are
+// skipped. It is safe after a failed open.
+func (a *App) close() error {
+	var errs []error
+	if a.AuditWriter != nil {
+		a.AuditWriter.Close() // commits what is queued
+	}
+	if a.Checkpointer != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if _, err := a.Checkpointer.Checkpoint(ctx); err != nil {
+			a.log.Error("final audit checkpoint failed", "subsystem", "audit", "err", err)
+		}
+		cancel()
+	}
+	if a.lookups != nil {
+		a.lookups.Close()
+	}
+	if a.Keys != nil {
+		if err := a.Keys.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close keys: %w", err))
+		}
+	}
+	if a.DB != nil {
+		a.DB.Close()
+	}
+	return errors.Join(errs...)
+}
+
+func (a *App) open(ctx context.Context) error {
+	c := a.cfg
+	if c.Migrate {
+		v, err := schema.Migrate(ctx, c.DatabaseURL)
+		if err != nil {
+			return err
+		}
+		a.log.Info("database migrated", "version", v)
+	}
+	maxConns := c.MaxDBConns
+	if maxConns <= 0 {
+		maxConns = 32
+	}
+	db, err := postgres.Open(ctx, c.DatabaseURL, postgres.Options{Role: c.DatabaseRole, MaxConns: int32(maxConns)})
+	if err != nil {
+		return err
+	}
+	a.DB = db
+	if err := db.Ping(ctx); err != nil {
+		return fmt.Errorf("database: %w", errors.Unwrap(err))
+	}
+
+	src, err := OpenKeys(ctx, c.Keys, c.BrokerID, c.Vault, a.log)
+	if err != nil {
+		return err
+	}
+	a.Keys = src
+	registry := prometheus.NewRegistry()
+	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	a.SubjectKeys, err = keys.NewFollower(ctx, db, src, keys.FollowerConfig{
+		Interval: c.KeyReloadInterval, Logger: a.log, Now: c.Now, Registerer: registry})
+	if err != nil {
+		return err
+	}
+	signer, verifierKey, err := src.CheckpointSigner(ctx)
+	if err != nil {
+		return fmt.Errorf("checkpoint signer: %w", err)
+	}
+	if a.Policies, err = policies.New(ctx); err != nil {
+		return fmt.Errorf("load policies: %w", err)
+	}
+
+	a.AuditStore = &auditpg.Store{Pool: db.Pool}
+	a.AuditWriter = audit.NewWriter(a.AuditStore, audit.WriterConfig{Logger: a.log, Registerer: registry})
+	a.Checkpointer = &audit.Checkpointer{
+		Store: a.AuditStore, Signer: signer, Origin: c.BrokerID + "/audit",
+		Interval: c.CheckpointInterval, Logger: a.log,
+		OnSigned: func(audit.Checkpoint) { a.lastCheckpoint.Store(time.Now().UnixNano()) },
+	}
+	a.lastCheckpoint.Store(time.Now().UnixNano())
+	registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "varsel_audit_seconds_since_checkpoint",
+		Help: "Seconds since this replica last signed an audit checkpoint (or started).",
+	}, func() float64 { return time.Since(time.Unix(0, a.lastCheckpoint.Load())).Seconds() }))
+
+	verifier := &auth.Verifier{
+		Audience: c.BrokerID,
+		Keys:     &auth.KeyCache{Registry: db},
+		Replay:   &auth.Replay{}, // across replicas: the audit append records each jti
+		Logger:   a.log,
+	}
+	a.notifier = &postgres.Notifier{URL: c.DatabaseURL, Logger: a.log}
+	jws, jwk, err := keys.BrokerJWS(signer, verifierKey, service.WebhookType)
+	if err != nil {
+		return err
+	}
+	jwks, err := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{jwk}})
+	if err != nil {
+		return err
+	}
+	rules := c.Anomalies
+	if rules.Window <= 0 {
+		rules.Window = time.Hour
+	}
+	a.Sweeper = &service.Sweeper{Store: db, Interval: c.ReviewSweepInterval, Logger: a.log, Rules: rules, Now: c.Now}
+	a.lookups = postgres.NewFlagLookups(db, 4)
+	emergencyLimit := c.EmergencyLimit
+	if emergencyLimit <= 0 {
+		emergencyLimit = 5
+	}
+	a.Service = &service.Service{
+		Locks:             db,
+		Reviews:           db,
+		Emergencies:       db,
+		Sweeper:           a.Sweeper,
+		ReviewOverdue:     c.ReviewOverdue,
+		Policies:          a.Policies,
+		Audit:             a.AuditWriter,
+		AuditReader:       a.AuditStore,
+		Flags:             &hotFlags{DB: db, lookups: a.lookups},
+		Warnings:          db,
+		InboxWaiter:       a.notifier,
+		AllowHTTPWebhooks: c.WebhookAllowHTTP,
+		Subjects:          a.SubjectKeys.Keys(),
+		DutyDesk:          c.DutyDesk,
+		BrokerID:          c.BrokerID,
+		EmergencyLimit:    emergencyLimit,
+		EmergencyWindow:   time.Hour,
+		TestSubjects:      c.TestSubjects,
+		Logger:            a.log,
+		Now:               c.Now,
+	}
+	a.Pusher = &service.Pusher{Store: db, Audit: a.AuditWriter, Signer: jws, BrokerID: c.BrokerID,
+		Policy: a.Policies.Version, FirstRetry: c.WebhookFirstRetry, Interval: c.WebhookInterval, Logger: a.log,
+		AllowPrivate: c.WebhookAllowHTTP}
+	a.Server = api.New(api.Config{
+		BrokerJWKS:      jwks,
+		Logger:          a.log,
+		Registry:        registry,
+		Auth:            verifier,
+		Service:         a.Service,
+		Checkpoints:     a.AuditStore,
+		CheckpointKey:   verifierKey,
+		ShutdownTimeout: c.ShutdownTimeout,
+		Readiness: map[string]api.ReadinessCheck{
+			"database":     db.Ping,
+			"keys":         src.Ping,
+			"subject_keys": a.SubjectKeys.Ping,
+		},
+	})
+	return nil
+}
+
+// OpenKeys opens the key source named by spec: "file:DIR" or "vault".
+func OpenKeys(ctx context.Context, spec, brokerID string, vc keys.VaultConfig, log *slog.Logger) (keys.Source, error) {
+	if spec == "vault" {
+		vc.Name, vc.Logger = brokerID, log
+		return keys.OpenVault(ctx, vc)
+	}
+	dir, ok := strings.CutPrefix(spec, "file:")
+	if !ok {
+		return nil, fmt.Errorf("--keys %q: want file:DIR or vault", spec)
+	}
+	d := &keys.Dir{Path: dir, Name: brokerID}
+	if err := d.Open(); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// sweepJTIs removes expired token ids.
+func (a *App) sweepJTIs(ctx context.Context) {
+	if _, err := a.DB.SweepJTIs(ctx, a.cfg.Now()); err != nil && ctx.Err() == nil {
+		a.log.Warn("sweep token ids", "err", err)
+	}
+}
+
+// every runs fn every interval (def when interval is zero) until ctx ends.
+func every(ctx context.Context, interval, def time.Duration, fn func(context.Context)) {
+	if interval <= 0 {
+		interval = def
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			fn(ctx)
+		}
+	}
+}
+
+// servePprof serves runtime profiles for diagnosing load, on loopback only.
+func (a *App) servePprof(ctx context.Context, addr string) {
+	host, _, err := net.SplitHostPort(addr)
+	if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+		a.log.Error("pprof refused: --pprof-listen must be a loopback address", "addr", addr)
+		return
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { <-ctx.Done(); _ = srv.Close() }()
+	if err := srv.ListenAndServe(); err != nil && ctx.Err() == nil {
+		a.log.Warn("pprof server", "err", err)
+	}
+}
+
+// hotFlags is the flag store with the check path's lookups batched.
+type hotFlags struct {
+	*postgres.DB
+	lookups *postgres.FlagLookups
+}
+
+func (h *hotFlags) ActiveFlags(ctx context.Context, refs []string, t time.Time) ([]*broker.Flag, error) {
+	return h.lookups.ActiveFlags(ctx, refs, t)
+}
