@@ -102,7 +102,6 @@ type FlagRequest struct {
 	SubjectInformed *SubjectInformed `json:"subject_informed,omitempty"`
 }
 
-
 var phonePattern = regexp.MustCompile(`^\+?[0-9][0-9 ]{4,19}$`)
 
 func invalidField(format string, args ...any) error {

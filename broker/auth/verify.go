@@ -29,7 +29,6 @@ const (
 	MaxTokenBytes = 8 << 10
 )
 
-
 // Claims are the claims of a request token. Any other claim is refused.
 type Claims struct {
 	Issuer    string          `json:"iss"`

@@ -3,9 +3,9 @@ package service
 import (
 	"context"
 	"fmt"
-	"strconv"
-	"slices"
 	"log/slog"
+	"slices"
+	"strconv"
 	"sync"
 	"time"
 

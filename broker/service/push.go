@@ -190,7 +190,6 @@ func (p *Pusher) backoff(attempt int) time.Duration {
 	return min(d, maxWait)
 }
 
-
 // WebhookClient is the HTTP client for pushes: it never follows redirects
 // (a redirect could lead to an http:// or internal address) and, unless
 // allowPrivate, refuses to connect to loopback, private, link-local,
