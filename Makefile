@@ -1,6 +1,7 @@
 # Varsel: `make help` lists the targets.
 GO      ?= go
 BIN     := bin/varsel
+BENCH   := bin/varsel-bench
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LISTEN  ?= 127.0.0.1:8080
 
@@ -10,8 +11,9 @@ LISTEN  ?= 127.0.0.1:8080
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-build: ## build bin/varsel
+build: ## build bin/varsel and the load tool bin/varsel-bench
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/varsel
+	$(GO) build -o $(BENCH) ./cmd/varsel-bench
 
 run: build ## start the dev Postgres under .data/, migrate, seed demo agencies, serve on 127.0.0.1:8080
 	@url=$$(deploy/pg.sh start) && \
@@ -42,7 +44,7 @@ lint: ## gofmt, go vet, opa fmt and opa check --strict
 
 bench: build ## a short load run (about 2 minutes) that rewrites the load section of docs/performance.md
 	@mkdir -p .data
-	$(BIN) bench --flags 100000 --entries 1000000 --duration 20s --opa-duration 10s \
+	$(BENCH) --flags 100000 --entries 1000000 --duration 20s --opa-duration 10s \
 		--out .data/bench-result.json --markdown docs/performance.md --section short
 
 stop: ## stop the dev and test Postgres clusters and the dev Vault

@@ -288,48 +288,6 @@ func (s *Store) Search(ctx context.Context, q audit.Query) ([]audit.Entry, error
 	return out, rows.Err()
 }
 
-// Seed appends n synthetic entries after the head with COPY, in batches, for
-// benchmarks and load tests: the chain is computed exactly as the writer
-// does, so the result verifies. fill(i) fills entry i (1-based among the n).
-func (s *Store) Seed(ctx context.Context, n int, fill func(i int, e *audit.Entry)) error {
-	const batch = 50_000
-	for done := 0; done < n; {
-		size := min(batch, n-done)
-		err := pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
-			head, err := lockHead(ctx, tx)
-			if err != nil {
-				return err
-			}
-			entries := make([]*audit.Entry, size)
-			for i := range entries {
-				entries[i] = &audit.Entry{}
-				fill(done+i+1, entries[i])
-			}
-			audit.Link(head, entries)
-			i := 0
-			src := pgx.CopyFromFunc(func() ([]any, error) {
-				if i == len(entries) {
-					return nil, nil
-				}
-				e := entries[i]
-				i++
-				ts, err := time.Parse(audit.TimeFormat, e.TS)
-				if err != nil {
-					return nil, err
-				}
-				return row(e, ts), nil
-			})
-			_, err = tx.CopyFrom(ctx, pgx.Identifier{"audit_entries"}, columns, src)
-			return err
-		})
-		if err != nil {
-			return fmt.Errorf("seed audit entries %d..%d: %w", done+1, done+size, err)
-		}
-		done += size
-	}
-	return nil
-}
-
 // SeqRange returns the first and last seq of entries with from <= ts < to
 // (0, 0 when there are none).
 func (s *Store) SeqRange(ctx context.Context, from, to time.Time) (first, last int64, err error) {

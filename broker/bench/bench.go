@@ -134,6 +134,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if !cfg.KeepDB { // the keys are only good for the database
+		defer os.RemoveAll(w.keyDir)
+	}
 	res.SeedSeconds = time.Since(seedStart).Seconds()
 	logf("seeded %d flags and %d audit entries in %.1f s", cfg.Flags, cfg.Entries, res.SeedSeconds)
 

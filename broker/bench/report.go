@@ -51,7 +51,7 @@ func UpdateMarkdown(path, name string, r *Result) error {
 		return err
 	}
 	section := fmt.Sprintf(`%s
-## Load: POST /v1/checks end to end, %s run (measured by `+"`varsel bench`"+`)
+## Load: POST /v1/checks end to end, %s run (measured by `+"`varsel-bench`"+`)
 
 Run %s on %s.
 

@@ -40,7 +40,6 @@ func commands() []command {
 		{"audit", "verify the audit log's hash chain and signed checkpoints", runAudit},
 		{"warn", "send a police warning to named offices (as a police liaison)", runWarn},
 		{"inbox", "read an office's warning inbox, optionally following it", runInbox},
-		{"bench", "load-test POST /v1/checks against seeded data, with reference figures", runBench},
 		{"call", "send one signed request to a broker, as an agency's employee", runCall},
 		{"version", "print the version", func(_ context.Context, _ []string, o cmdIO) error {
 			fmt.Fprintln(o.stdout, "varsel", version)

@@ -1,0 +1,131 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"varsel/broker/bench"
+)
+
+// benchCLI runs the command in-process with the given environment.
+func benchCLI(t *testing.T, env map[string]string, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	err = run(context.Background(), args, &out, &errOut, func(k string) string { return env[k] })
+	return out.String(), errOut.String(), err
+}
+
+func TestHelp(t *testing.T) {
+	for _, arg := range []string{"--help", "-h"} {
+		out, _, err := benchCLI(t, nil, arg)
+		if err != nil {
+			t.Fatalf("%s: %v", arg, err)
+		}
+		for _, want := range []string{"Usage: varsel-bench", "POST /v1/checks", "stock OPA", "-varsel", "-server-url", "DATABASE_URL", "Example", "bin/varsel-bench --flags"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("%s: help lacks %q", arg, want)
+			}
+		}
+	}
+}
+
+func TestRefusals(t *testing.T) {
+	cases := []struct {
+		name string
+		env  map[string]string
+		args []string
+		want string
+	}{
+		{"unknown flag", nil, []string{"--no-such-flag"}, "no-such-flag"},
+		{"argument", nil, []string{"bench", "--flags", "10"}, `unexpected argument "bench"`},
+		{"bad environment", map[string]string{"VARSEL_FLAGS": "many"}, nil, "VARSEL_FLAGS"},
+		{"missing --varsel", nil, []string{"--varsel", filepath.Join(t.TempDir(), "varsel")}, "not an executable file"},
+		// The test binary has no varsel next to it.
+		{"no varsel next to it", nil, nil, "no varsel binary next to"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			out, _, err := benchCLI(t, tc.env, tc.args...)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want an error mentioning %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("error is not one line: %q", err)
+			}
+			if out != "" {
+				t.Errorf("printed %q", out)
+			}
+		})
+	}
+}
+
+func TestVarselNextTo(t *testing.T) {
+	dir := t.TempDir()
+	self := filepath.Join(dir, "varsel-bench")
+	if _, err := varselNextTo(self); err == nil || !strings.Contains(err.Error(), "--varsel PATH") {
+		t.Fatalf("without a varsel: %v", err)
+	}
+	want := filepath.Join(dir, "varsel")
+	if err := os.WriteFile(want, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := varselNextTo(self); err != nil || got != want {
+		t.Fatalf("got %q, %v; want %q", got, err, want)
+	}
+}
+
+func TestReportRendersEarlierRun(t *testing.T) {
+	dir := t.TempDir()
+	res := bench.Result{Machine: "2 CPUs", Command: "varsel-bench --flags 10", StartedAt: time.Date(2026, 1, 2, 3, 4, 0, 0, time.UTC),
+		Flags: 10, Entries: 20, Connections: 4, Alg: "ES256", Duration: time.Second, Requests: 100, OK: 100, RPS: 100,
+		Latency: map[string]float64{"p50": 1, "p90": 2, "p99": 3, "max": 4}, Answered: 120, Audited: 120, AllAudited: true}
+	b, _ := json.Marshal(res)
+	resultFile, md := filepath.Join(dir, "result.json"), filepath.Join(dir, "perf.md")
+	if err := os.WriteFile(resultFile, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := benchCLI(t, nil, "--report", resultFile, "--markdown", md, "--section", "short")
+	if err != nil || !strings.Contains(out, "checks/s:       100") {
+		t.Fatalf("%v %q", err, out)
+	}
+	text, err := os.ReadFile(md)
+	if err != nil || !strings.Contains(string(text), "<!-- bench:short:start -->") || !strings.Contains(string(text), "varsel-bench --flags 10") {
+		t.Fatalf("%v %q", err, text)
+	}
+}
+
+// TestShortRun runs the tool for real, briefly and without the OPA
+// reference, against a varsel built for the test.
+func TestShortRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds varsel and runs a broker")
+	}
+	dir := t.TempDir()
+	varsel := filepath.Join(dir, "varsel")
+	if out, err := exec.Command("go", "build", "-o", varsel, "varsel/cmd/varsel").CombinedOutput(); err != nil {
+		t.Fatalf("build varsel: %v\n%s", err, out)
+	}
+	resultFile := filepath.Join(dir, "result.json")
+	out, log, err := benchCLI(t, map[string]string{"DATABASE_URL": os.Getenv("DATABASE_URL")}, "--varsel", varsel,
+		"--flags", "200", "--entries", "1000", "--connections", "4", "--warmup", "200ms", "--duration", "1s", "--skip-opa", "--out", resultFile)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, log)
+	}
+	if !strings.Contains(out, "every answer audited: true") || !strings.Contains(out, "errors:         none") {
+		t.Errorf("summary:\n%s\nlog:\n%s", out, log)
+	}
+	var res bench.Result
+	if b, err := os.ReadFile(resultFile); err != nil || json.Unmarshal(b, &res) != nil {
+		t.Fatalf("result file: %v", err)
+	}
+	if res.OK == 0 || res.Entries != 1000 || !strings.HasPrefix(res.Command, "varsel-bench --varsel ") {
+		t.Errorf("result: %+v", res)
+	}
+}
