@@ -17,7 +17,7 @@ import (
 	"varsel/broker"
 )
 
-// Limits of API.md §1.
+// Limits of docs/api.md §1.
 const (
 	TokenType   = "varsel-req+jwt"
 	MaxLifetime = 300 * time.Second
@@ -29,7 +29,7 @@ const (
 	MaxTokenBytes = 8 << 10
 )
 
-// The 401 codes of API.md §1.
+// The 401 codes of docs/api.md §1.
 const (
 	CodeMissingToken    = "missing_token"
 	CodeMalformedToken  = "malformed_token"
