@@ -1,4 +1,4 @@
-// Package audit is Varsel's append-only decision log (API.md §7). Every
+// Package audit is Varsel's append-only decision log (docs/api.md §7). Every
 // decision the broker makes is an Entry; entries form a hash chain
 // (hash = SHA-256(prev_hash bytes || JCS(entry without hash))), are appended
 // by a group-commit Writer (one transaction per batch of concurrent

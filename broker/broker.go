@@ -16,7 +16,7 @@ import (
 // in terms of kinds.
 type AgencyKind string
 
-// The agency kinds of API.md §9.
+// The agency kinds of docs/api.md §9.
 const (
 	KindNAVState     AgencyKind = "nav-state"
 	KindNAVMunicipal AgencyKind = "nav-municipal"

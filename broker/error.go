@@ -22,7 +22,7 @@ const (
 )
 
 // Error is a domain error. Kind picks the HTTP status; Code is the
-// machine-readable code of API.md (for example "invalid_subject" or
+// machine-readable code of docs/api.md (for example "invalid_subject" or
 // "bad_signature") and defaults to Kind; Message is safe to show the caller:
 // it never contains a national id, a token or a key.
 type Error struct {

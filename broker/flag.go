@@ -9,7 +9,7 @@ import (
 	"unicode/utf8"
 )
 
-// Flag levels (API.md §4).
+// Flag levels (docs/api.md §4).
 const (
 	LevelCaution   = "caution"
 	LevelHigh      = "high"

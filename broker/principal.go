@@ -5,7 +5,7 @@ import (
 	"slices"
 )
 
-// Roles an agency may vouch for (API.md §1).
+// Roles an agency may vouch for (docs/api.md §1).
 const (
 	RoleCaseworker          = "caseworker"
 	RoleReception           = "reception"

@@ -10,7 +10,7 @@ import (
 	"varsel/broker/service"
 )
 
-// routes registers the operations of API.md §4–§8 on the /v1 group.
+// routes registers the operations of docs/api.md §4–§8 on the /v1 group.
 func (s *Server) routes(g *echo.Group) {
 	g.POST("/flags", s.issueFlag)
 	g.GET("/flags/:id", s.getFlag)

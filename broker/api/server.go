@@ -1,4 +1,4 @@
-// Package api is Varsel's HTTP interface (API.md): an echo server with the
+// Package api is Varsel's HTTP interface (docs/api.md): an echo server with the
 // request limits of the contract, signed-request authentication on every /v1/
 // route, and one error handler that turns domain errors into RFC 9457
 // problem+json bodies.
@@ -32,11 +32,11 @@ var openAPISpec []byte
 // OpenAPISpec returns the project's OpenAPI document, as served at /openapi.yaml.
 func OpenAPISpec() []byte { return openAPISpec }
 
-// MaxBodyBytes is the largest request body accepted (API.md: 64 KiB).
+// MaxBodyBytes is the largest request body accepted (docs/api.md: 64 KiB).
 const MaxBodyBytes = 64 << 10
 
 // Authenticator verifies a request's signed token against its exact body.
-// Errors: EUNAUTHORIZED with one of the codes of API.md §1.
+// Errors: EUNAUTHORIZED with one of the codes of docs/api.md §1.
 type Authenticator interface {
 	Authenticate(ctx context.Context, r *http.Request, body []byte) (*broker.Principal, error)
 }

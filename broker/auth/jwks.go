@@ -1,4 +1,4 @@
-// Package auth verifies the signed requests of API.md §1: a compact JWS per
+// Package auth verifies the signed requests of docs/api.md §1: a compact JWS per
 // request, signed by a key the calling agency registered, bound to the
 // request's method, path and body, and used once. It also parses the JWKS
 // files agencies register and makes keys for them.

@@ -17,7 +17,7 @@ import (
 	"varsel/broker"
 )
 
-// Limits of API.md §1.
+// Limits of docs/api.md §1.
 const (
 	TokenType   = "varsel-req+jwt"
 	MaxLifetime = 300 * time.Second

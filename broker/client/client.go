@@ -1,4 +1,4 @@
-// Package client signs requests to a Varsel broker the way API.md §1
+// Package client signs requests to a Varsel broker the way docs/api.md §1
 // demands (a fresh ES256 or EdDSA JWS per request, bound to its method,
 // path, query and body) and sends them. The CLI, the tests and the load
 // tool all use it; an agency's own integration can too.

@@ -13,7 +13,7 @@ import (
 	"varsel/policies"
 )
 
-// Check purposes (API.md §5).
+// Check purposes (docs/api.md §5).
 var Purposes = []string{"meeting", "home-visit", "phone-call", "case-processing"}
 
 // Justification limits for the life-and-health exception.

@@ -100,7 +100,7 @@ func truncate(s string) string {
 }
 
 // IssueFlag validates, asks the policy, and stores a flag with its audit
-// entry. Errors: EINVALID (422 codes of API.md), EFORBIDDEN, audit errors.
+// entry. Errors: EINVALID (422 codes of docs/api.md), EFORBIDDEN, audit errors.
 func (s *Service) IssueFlag(ctx context.Context, p *broker.Principal, req broker.FlagRequest) (*FlagResult, error) {
 	f, res, err := s.prepareFlag(ctx, p, &req, nil)
 	if err != nil {

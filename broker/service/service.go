@@ -1,4 +1,4 @@
-// Package service carries out Varsel's operations (API.md §4–§7): it asks
+// Package service carries out Varsel's operations (docs/api.md §4–§7): it asks
 // the policy engine, reads and writes state, and appends the audit entry of
 // every decision, allowed or denied, before a result is returned. It knows
 // nothing of HTTP: broker/api decodes requests and encodes its results.

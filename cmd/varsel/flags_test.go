@@ -344,7 +344,7 @@ func TestFlagAccess(t *testing.T) {
 		}
 	}
 	// Only the check that disclosed the flag: NAV's refused reads and
-	// revokes of it are NAV's own business (API.md §7).
+	// revokes of it are NAV's own business (docs/api.md §7).
 	if checks != 1 || len(found.Entries) != 1 {
 		t.Fatalf("police officer's view of NAV entries: %d checks, %d entries", checks, len(found.Entries))
 	}

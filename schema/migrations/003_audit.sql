@@ -1,4 +1,4 @@
--- The append-only audit log (API.md §7) and its signed checkpoints.
+-- The append-only audit log (docs/api.md §7) and its signed checkpoints.
 -- Append-only three ways: the runtime role may only INSERT and SELECT; the
 -- triggers below refuse UPDATE, DELETE and TRUNCATE for everyone (a superuser
 -- must disable them first); and the hash chain with signed checkpoints makes

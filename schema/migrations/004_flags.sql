@@ -1,4 +1,4 @@
--- Risk flags (API.md §4): minimal warnings, never case files. The subject is
+-- Risk flags (docs/api.md §4): minimal warnings, never case files. The subject is
 -- kept only as subject_ref, an HMAC of the national id under the subject key.
 CREATE TABLE flags (
   id                      text PRIMARY KEY,

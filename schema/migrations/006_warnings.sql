@@ -1,4 +1,4 @@
--- Police warnings to named offices (API.md §6), their per-office delivery,
+-- Police warnings to named offices (docs/api.md §6), their per-office delivery,
 -- and optional signed webhook pushes to offices.
 CREATE TABLE warnings (
   id         text PRIMARY KEY,

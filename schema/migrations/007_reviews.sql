@@ -1,5 +1,5 @@
 -- After-the-fact review of emergency disclosures and of snooping signals
--- (API.md §7). Emergency reviews are derived from the audit log, so none can
+-- (docs/api.md §7). Emergency reviews are derived from the audit log, so none can
 -- be missing; anomaly reviews are raised by the broker's sweeper.
 CREATE TABLE reviews (
   seq           bigint NOT NULL,
