@@ -15,7 +15,7 @@ fi
 # cached outside the clone (about 4 minutes the first time, instant after).
 VARSEL_VAULT_BIN=$(deploy/vault/build.sh)
 export VARSEL_VAULT_BIN
-"$go" test -count=1 -timeout 20m "$@" ./...
+"$go" test -race -count=1 -timeout 20m "$@" ./...
 # The verifier's fuzz target, for a bounded time, on top of its seed corpus.
 if grep -q 'func FuzzVerify' broker/auth/*_test.go 2>/dev/null; then
   "$go" test -run '^$' -fuzz '^FuzzVerify$' -fuzztime "${FUZZTIME:-20s}" ./broker/auth
