@@ -77,8 +77,8 @@ func runAgency(ctx context.Context, args []string, o cmdIO) error {
 	switch sub {
 	case "add":
 		a := &broker.Agency{ID: id, Kind: broker.AgencyKind(kind), Name: strings.TrimSpace(name), Offices: offices}
-		if err := validateAgency(a); err != nil {
-			return err
+		if err := a.Validate(); err != nil {
+			return fmt.Errorf("agency add: %s", broker.ErrorMessage(err))
 		}
 		var err error
 		if keys, err = readJWKS(id, jwksPath); err != nil {
@@ -136,29 +136,6 @@ func runAgency(ctx context.Context, args []string, o cmdIO) error {
 			return err
 		}
 		fmt.Fprintf(o.stdout, "key %s of agency %s retired\n", kid, id)
-	}
-	return nil
-}
-
-func validateAgency(a *broker.Agency) error {
-	if !broker.ValidID(a.ID) {
-		return fmt.Errorf("agency add: --id %q must match ^[a-z0-9][a-z0-9-]{2,63}$", a.ID)
-	}
-	if !a.Kind.Valid() {
-		return fmt.Errorf("agency add: --kind %q: want one of nav-state, nav-municipal, police, health, broker", a.Kind)
-	}
-	if a.Name == "" || len(a.Name) > 200 {
-		return fmt.Errorf("agency add: --name is required (at most 200 characters)")
-	}
-	seen := map[string]bool{}
-	for _, off := range a.Offices {
-		if !broker.ValidID(off) {
-			return fmt.Errorf("agency add: --office %q must match ^[a-z0-9][a-z0-9-]{2,63}$", off)
-		}
-		if seen[off] {
-			return fmt.Errorf("agency add: office %q given twice", off)
-		}
-		seen[off] = true
 	}
 	return nil
 }

@@ -42,9 +42,10 @@ func TestAgencyAddRefuses(t *testing.T) {
 		{"missing file", []string{"--id", "agency-none", "--kind", "police", "--name", "x", "--jwks", "/nonexistent.jwks"}, "read JWKS"},
 		{"bad id", []string{"--id", "Bad_ID", "--kind", "police", "--name", "x", "--jwks", good}, "must match"},
 		{"short id", []string{"--id", "ab", "--kind", "police", "--name", "x", "--jwks", good}, "must match"},
-		{"bad kind", []string{"--id", "agency-kind", "--kind", "army", "--name", "x", "--jwks", good}, "--kind"},
-		{"bad office", []string{"--id", "agency-off", "--kind", "police", "--name", "x", "--office", "Bad Office", "--jwks", good}, "--office"},
-		{"no name", []string{"--id", "agency-noname", "--kind", "police", "--jwks", good}, "--name"},
+		{"bad kind", []string{"--id", "agency-kind", "--kind", "army", "--name", "x", "--jwks", good}, `kind "army": want one of`},
+		{"bad office", []string{"--id", "agency-off", "--kind", "police", "--name", "x", "--office", "Bad Office", "--jwks", good}, `office "Bad Office" must match`},
+		{"no name", []string{"--id", "agency-noname", "--kind", "police", "--jwks", good}, "name is required"},
+		{"office twice", []string{"--id", "agency-twice", "--kind", "police", "--name", "x", "--office", "off-a,off-a", "--jwks", good}, `office "off-a" given twice`},
 		{"no jwks", []string{"--id", "agency-nojwks", "--kind", "police", "--name", "x"}, "--jwks"},
 	}
 	for _, tc := range cases {
