@@ -103,22 +103,15 @@ type AgencyKey struct {
 	RetiredAt *time.Time `json:"retired_at,omitempty"`
 }
 
-// AgencyRegistry stores agencies and their keys.
+// AgencyRegistry reads agencies and their keys. Changes to the registry
+// (postgres.DB's CreateAgency, SetAgencyStatus, AddKeys and RetireKey) each
+// commit with the audit entry that records them, so they take an
+// *audit.Entry, which this package cannot name (package audit imports it).
 type AgencyRegistry interface {
-	// CreateAgency registers an agency with its first keys.
-	// Errors: ECONFLICT when the id is taken.
-	CreateAgency(ctx context.Context, a *Agency, keys []AgencyKey) error
 	// Agency returns one agency. Errors: ENOTFOUND.
 	Agency(ctx context.Context, id string) (*Agency, error)
 	// Agencies lists every agency, ordered by id.
 	Agencies(ctx context.Context) ([]*Agency, error)
-	// SetAgencyStatus enables or disables an agency. Errors: ENOTFOUND.
-	SetAgencyStatus(ctx context.Context, id, status string) error
-	// AddKeys registers more keys for an agency. Errors: ENOTFOUND, ECONFLICT
-	// when a kid is already registered for it.
-	AddKeys(ctx context.Context, agencyID string, keys []AgencyKey) error
-	// RetireKey stops a key from verifying requests. Errors: ENOTFOUND.
-	RetireKey(ctx context.Context, agencyID, kid string) error
 	// Keys lists an agency's keys, active and retired.
 	Keys(ctx context.Context, agencyID string) ([]AgencyKey, error)
 }
