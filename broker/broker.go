@@ -9,7 +9,9 @@ import (
 	"context"
 	"regexp"
 	"slices"
+	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // AgencyKind says what sort of body an agency is; legal bases are written
@@ -58,6 +60,38 @@ type Agency struct {
 // HasOffice reports whether office is one of the agency's offices.
 func (a *Agency) HasOffice(office string) bool { return slices.Contains(a.Offices, office) }
 
+// MaxAgencyName bounds an agency's name, in characters (as the schema does).
+const MaxAgencyName = 200
+
+// Validate checks a new agency's id, kind, name and offices, the rules the
+// schema also enforces. Errors: EINVALID, with a message naming the field.
+func (a *Agency) Validate() error {
+	if !ValidID(a.ID) {
+		return Errorf(EINVALID, "id %q must match %s", a.ID, idPattern)
+	}
+	if !a.Kind.Valid() {
+		kinds := make([]string, len(AgencyKinds))
+		for i, k := range AgencyKinds {
+			kinds[i] = string(k)
+		}
+		return Errorf(EINVALID, "kind %q: want one of %s", a.Kind, strings.Join(kinds, ", "))
+	}
+	if strings.TrimSpace(a.Name) == "" || utf8.RuneCountInString(a.Name) > MaxAgencyName {
+		return Errorf(EINVALID, "name is required (at most %d characters)", MaxAgencyName)
+	}
+	seen := make(map[string]bool, len(a.Offices))
+	for _, off := range a.Offices {
+		if !ValidID(off) {
+			return Errorf(EINVALID, "office %q must match %s", off, idPattern)
+		}
+		if seen[off] {
+			return Errorf(EINVALID, "office %q given twice", off)
+		}
+		seen[off] = true
+	}
+	return nil
+}
+
 // AgencyKey is one public key an agency signs requests with.
 type AgencyKey struct {
 	AgencyID  string     `json:"agency"`
@@ -69,22 +103,15 @@ type AgencyKey struct {
 	RetiredAt *time.Time `json:"retired_at,omitempty"`
 }
 
-// AgencyRegistry stores agencies and their keys.
+// AgencyRegistry reads agencies and their keys. Changes to the registry
+// (postgres.DB's CreateAgency, SetAgencyStatus, AddKeys and RetireKey) each
+// commit with the audit entry that records them, so they take an
+// *audit.Entry, which this package cannot name (package audit imports it).
 type AgencyRegistry interface {
-	// CreateAgency registers an agency with its first keys.
-	// Errors: ECONFLICT when the id is taken.
-	CreateAgency(ctx context.Context, a *Agency, keys []AgencyKey) error
 	// Agency returns one agency. Errors: ENOTFOUND.
 	Agency(ctx context.Context, id string) (*Agency, error)
 	// Agencies lists every agency, ordered by id.
 	Agencies(ctx context.Context) ([]*Agency, error)
-	// SetAgencyStatus enables or disables an agency. Errors: ENOTFOUND.
-	SetAgencyStatus(ctx context.Context, id, status string) error
-	// AddKeys registers more keys for an agency. Errors: ENOTFOUND, ECONFLICT
-	// when a kid is already registered for it.
-	AddKeys(ctx context.Context, agencyID string, keys []AgencyKey) error
-	// RetireKey stops a key from verifying requests. Errors: ENOTFOUND.
-	RetireKey(ctx context.Context, agencyID, kid string) error
 	// Keys lists an agency's keys, active and retired.
 	Keys(ctx context.Context, agencyID string) ([]AgencyKey, error)
 }

@@ -391,6 +391,17 @@ func parseLegalBases(bs []byte) (map[string]LegalBasis, error) {
 // with every decision.
 func (e *Engine) Version() string { return e.version }
 
+// Version returns what [Engine.Version] of an engine built by [New] returns,
+// without compiling anything: for operator commands that record a decision
+// but evaluate no policy.
+func Version() (string, error) {
+	src, err := policyFiles(files)
+	if err != nil {
+		return "", err
+	}
+	return version(src), nil
+}
+
 // LegalBases returns every legal basis, sorted by code.
 func (e *Engine) LegalBases() []LegalBasis {
 	out := make([]LegalBasis, 0, len(e.codes))

@@ -138,6 +138,9 @@ func TestVersion(t *testing.T) {
 	if e2.Version() != v {
 		t.Errorf("Version() not stable: %s then %s", v, e2.Version())
 	}
+	if pv, err := Version(); err != nil || pv != v {
+		t.Errorf("package Version() = %q, %v; the engine's is %s", pv, err, v)
+	}
 
 	src, err := policyFiles(files)
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"varsel/audit"
 	"varsel/broker"
 	"varsel/broker/api"
 	"varsel/broker/auth"
@@ -51,7 +52,9 @@ func startServer(t *testing.T, routes func(g *echo.Group)) *testServer {
 	id := fmt.Sprintf("agency-%d", time.Now().UnixNano())
 	priv, pub, _ := auth.GenerateKey(auth.AlgEdDSA, "k1")
 	keys, _ := auth.ParseJWKS(id, pub)
-	if err := testDB.CreateAgency(ctx, &broker.Agency{ID: id, Kind: broker.KindNAVState, Name: "t", Offices: []string{"nav-t"}}, keys); err != nil {
+	if err := testDB.CreateAgency(ctx, &broker.Agency{ID: id, Kind: broker.KindNAVState, Name: "t", Offices: []string{"nav-t"}}, keys, &audit.Entry{
+		TS: audit.FormatTime(time.Now()), ActorAgency: "varsel", Actor: "test-operator", Role: "operator",
+		Action: "agency.add", Decision: audit.Allow, PolicyVersion: "test"}); err != nil {
 		t.Fatal(err)
 	}
 	signer, _ := client.NewSigner(id, priv)

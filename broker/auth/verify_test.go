@@ -17,10 +17,17 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
+	"varsel/audit"
 	"varsel/broker"
 	"varsel/broker/auth"
 	"varsel/broker/client"
 )
+
+// opEntry is the audit entry of a registry change made by the test.
+func opEntry(action string) *audit.Entry {
+	return &audit.Entry{TS: audit.FormatTime(time.Now()), ActorAgency: "varsel", Actor: "test-operator", Role: "operator",
+		Action: action, Decision: audit.Allow, PolicyVersion: "test"}
+}
 
 // fixture is a set of agencies registered in the test database.
 type fixture struct {
@@ -64,7 +71,7 @@ func newFixture(t *testing.T) *fixture {
 				f.policePublic = pub
 			}
 		}
-		if err := testDB.CreateAgency(ctx, &broker.Agency{ID: id, Kind: kind, Name: id, Offices: offices}, keys); err != nil {
+		if err := testDB.CreateAgency(ctx, &broker.Agency{ID: id, Kind: kind, Name: id, Offices: offices}, keys, opEntry("agency.add")); err != nil {
 			t.Fatal(err)
 		}
 		return signers
@@ -284,7 +291,7 @@ func TestVerifyFollowsRegistry(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Retire a key: refused within the cache's TTL.
-	if err := testDB.RetireKey(ctx, f.police, "p-es"); err != nil {
+	if err := testDB.RetireKey(ctx, f.police, "p-es", opEntry("agency.key.retire")); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, func() bool { return broker.ErrorCode(use(f.policeES)) == "unknown_key" })
@@ -294,13 +301,13 @@ func TestVerifyFollowsRegistry(t *testing.T) {
 	// A new key works at once (an unknown kid triggers a refresh).
 	priv, pub, _ := auth.GenerateKey(auth.AlgES256, "p-new")
 	keys, _ := auth.ParseJWKS(f.police, pub)
-	if err := testDB.AddKeys(ctx, f.police, keys); err != nil {
+	if err := testDB.AddKeys(ctx, f.police, keys, opEntry("agency.key.add")); err != nil {
 		t.Fatal(err)
 	}
 	s, _ := client.NewSigner(f.police, priv)
 	waitFor(t, func() bool { return use(s) == nil })
 	// Disable the agency.
-	if err := testDB.SetAgencyStatus(ctx, f.police, broker.StatusDisabled); err != nil {
+	if err := testDB.SetAgencyStatus(ctx, f.police, broker.StatusDisabled, opEntry("agency.disable")); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, func() bool { return broker.ErrorCode(use(f.policeEd)) == "agency_disabled" })

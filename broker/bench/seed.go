@@ -82,7 +82,10 @@ func seed(ctx context.Context, dbURL string, cfg Config, logf func(string, ...an
 		if err != nil {
 			return nil, err
 		}
-		if err := db.CreateAgency(ctx, &broker.Agency{ID: a.id, Kind: a.kind, Name: a.id, Offices: a.offices}, ks); err != nil {
+		e := &audit.Entry{TS: audit.FormatTime(time.Now()), ActorAgency: "varsel", Actor: "bench-seed", Role: "operator",
+			Action: "agency.add", Decision: audit.Allow, PolicyVersion: "seed",
+			Reasons: []string{"agency:" + a.id, "kind:" + string(a.kind), "kid:" + a.id + "-1"}}
+		if err := db.CreateAgency(ctx, &broker.Agency{ID: a.id, Kind: a.kind, Name: a.id, Offices: a.offices}, ks, e); err != nil {
 			return nil, err
 		}
 		s, err := client.NewSigner(a.id, priv)

@@ -8,13 +8,25 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"varsel/audit"
 	"varsel/broker"
 )
 
 var _ broker.AgencyRegistry = (*DB)(nil)
 
-// CreateAgency registers an agency with its first keys in one transaction.
-func (db *DB) CreateAgency(ctx context.Context, a *broker.Agency, keys []broker.AgencyKey) error {
+// The registry decides who can authenticate, so every change to it commits
+// with its audit entry e in one transaction: a refused change writes none,
+// and a failed append leaves the registry as it was.
+
+// errNoEntry guards against a registry change without its audit entry.
+var errNoEntry = broker.Errorf(broker.EINTERNAL, "a registry change needs its audit entry")
+
+// CreateAgency registers an agency with its first keys, audited by e, in one
+// transaction. Errors: ECONFLICT when the id or a kid is taken.
+func (db *DB) CreateAgency(ctx context.Context, a *broker.Agency, keys []broker.AgencyKey, e *audit.Entry) error {
+	if e == nil {
+		return errNoEntry
+	}
 	return pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
 		offices := a.Offices
 		if offices == nil {
@@ -29,7 +41,10 @@ func (db *DB) CreateAgency(ctx context.Context, a *broker.Agency, keys []broker.
 		} else if err != nil {
 			return fmt.Errorf("insert agency %s: %w", a.ID, err)
 		}
-		return insertKeys(ctx, tx, a.ID, keys)
+		if err := insertKeys(ctx, tx, a.ID, keys); err != nil {
+			return err
+		}
+		return appendAudit(ctx, tx, e)
 	})
 }
 
@@ -94,20 +109,37 @@ func (db *DB) Agencies(ctx context.Context) ([]*broker.Agency, error) {
 	return out, rows.Err()
 }
 
-// SetAgencyStatus enables or disables an agency.
-func (db *DB) SetAgencyStatus(ctx context.Context, id, status string) error {
-	tag, err := db.Pool.Exec(ctx, `UPDATE agencies SET status = $2, updated_at = now() WHERE id = $1`, id, status)
-	if err != nil {
-		return fmt.Errorf("set agency %s status %s: %w", id, status, err)
+// SetAgencyStatus enables or disables an agency, audited by e, in one
+// transaction. Errors: ENOTFOUND; ECONFLICT when the agency already has that
+// status (nothing changes, so nothing is audited).
+func (db *DB) SetAgencyStatus(ctx context.Context, id, status string, e *audit.Entry) error {
+	if e == nil {
+		return errNoEntry
 	}
-	if tag.RowsAffected() == 0 {
-		return broker.Errorf(broker.ENOTFOUND, "no agency %q", id)
-	}
-	return nil
+	return pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+		var current string
+		err := tx.QueryRow(ctx, `SELECT status FROM agencies WHERE id = $1 FOR UPDATE`, id).Scan(&current)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return broker.Errorf(broker.ENOTFOUND, "no agency %q", id)
+		} else if err != nil {
+			return fmt.Errorf("look up agency %s: %w", id, err)
+		}
+		if current == status {
+			return broker.Errorf(broker.ECONFLICT, "agency %q is already %s", id, status)
+		}
+		if _, err := tx.Exec(ctx, `UPDATE agencies SET status = $2, updated_at = now() WHERE id = $1`, id, status); err != nil {
+			return fmt.Errorf("set agency %s status %s: %w", id, status, err)
+		}
+		return appendAudit(ctx, tx, e)
+	})
 }
 
-// AddKeys registers more keys for an existing agency.
-func (db *DB) AddKeys(ctx context.Context, agencyID string, keys []broker.AgencyKey) error {
+// AddKeys registers more keys for an existing agency, audited by e, in one
+// transaction. Errors: ENOTFOUND, ECONFLICT when a kid is taken.
+func (db *DB) AddKeys(ctx context.Context, agencyID string, keys []broker.AgencyKey, e *audit.Entry) error {
+	if e == nil {
+		return errNoEntry
+	}
 	return pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
 		var exists bool
 		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM agencies WHERE id = $1)`, agencyID).Scan(&exists); err != nil {
@@ -116,24 +148,42 @@ func (db *DB) AddKeys(ctx context.Context, agencyID string, keys []broker.Agency
 		if !exists {
 			return broker.Errorf(broker.ENOTFOUND, "no agency %q", agencyID)
 		}
-		return insertKeys(ctx, tx, agencyID, keys)
+		if err := insertKeys(ctx, tx, agencyID, keys); err != nil {
+			return err
+		}
+		return appendAudit(ctx, tx, e)
 	})
 }
 
-// RetireKey stops a key from verifying requests.
-func (db *DB) RetireKey(ctx context.Context, agencyID, kid string) error {
+// RetireKey stops a key from verifying requests, audited by e, in one
+// transaction. Errors: ENOTFOUND; ECONFLICT when the key is already retired
+// (nothing changes, so nothing is audited).
+func (db *DB) RetireKey(ctx context.Context, agencyID, kid string, e *audit.Entry) error {
+	if e == nil {
+		return errNoEntry
+	}
 	return pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `
-			UPDATE agency_keys SET status = 'retired', retired_at = coalesce(retired_at, now())
-			WHERE agency_id = $1 AND kid = $2`, agencyID, kid)
-		if err != nil {
+		var status string
+		err := tx.QueryRow(ctx, `SELECT status FROM agency_keys WHERE agency_id = $1 AND kid = $2 FOR UPDATE`,
+			agencyID, kid).Scan(&status)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return broker.Errorf(broker.ENOTFOUND, "agency %q has no key %q", agencyID, kid)
+		} else if err != nil {
+			return fmt.Errorf("look up key %s/%s: %w", agencyID, kid, err)
+		}
+		if status == broker.StatusRetired {
+			return broker.Errorf(broker.ECONFLICT, "key %q of agency %q is already retired", kid, agencyID)
+		}
+		if _, err := tx.Exec(ctx, `
+			UPDATE agency_keys SET status = 'retired', retired_at = now()
+			WHERE agency_id = $1 AND kid = $2`, agencyID, kid); err != nil {
 			return fmt.Errorf("retire key %s/%s: %w", agencyID, kid, err)
 		}
-		if tag.RowsAffected() == 0 {
-			return broker.Errorf(broker.ENOTFOUND, "agency %q has no key %q", agencyID, kid)
+		// Replicas poll this to refresh their key caches.
+		if _, err := tx.Exec(ctx, `UPDATE agencies SET updated_at = now() WHERE id = $1`, agencyID); err != nil {
+			return fmt.Errorf("touch agency %s: %w", agencyID, err)
 		}
-		_, err = tx.Exec(ctx, `UPDATE agencies SET updated_at = now() WHERE id = $1`, agencyID)
-		return err
+		return appendAudit(ctx, tx, e)
 	})
 }
 

@@ -7,10 +7,13 @@ import (
 	"os"
 	"strings"
 	"text/tabwriter"
+	"time"
 
+	"varsel/audit"
 	"varsel/broker"
 	"varsel/broker/auth"
 	"varsel/broker/postgres"
+	"varsel/policies"
 )
 
 const agencyUsage = `Usage: varsel agency SUBCOMMAND [flags]
@@ -25,6 +28,15 @@ const agencyUsage = `Usage: varsel agency SUBCOMMAND [flags]
 KIND is one of nav-state, nav-municipal, police, health, broker. ID and
 OFFICE match ^[a-z0-9][a-z0-9-]{2,63}$. A JWKS file holds public ES256
 (P-256) or Ed25519 keys only, each with a unique kid.
+
+Every change (all but list) is an audit entry, written in the same
+transaction as the change, with the operator as actor and the broker
+(--broker-id, default varsel) as actor agency; the success line prints its
+seq. The entry names the agency, its kind and offices, and the kids; never
+key material. --operator NAME (or VARSEL_OPERATOR) names the operator,
+default the OS user: 1 to 64 printable characters, no spaces.
+A change that would change nothing (disabling a disabled agency, enabling
+an active one, retiring a retired key) is refused, and not audited.
 `
 
 func runAgency(ctx context.Context, args []string, o cmdIO) error {
@@ -42,7 +54,7 @@ func runAgency(ctx context.Context, args []string, o cmdIO) error {
 	c := DefaultConfig()
 	fs := flagSet("agency", "agency "+sub+" [flags]", o)
 	c.registerDatabase(fs)
-	var id, kind, name, jwksPath, kid string
+	var id, kind, name, jwksPath, kid, operator string
 	var offices stringList
 	var asJSON bool
 	switch sub {
@@ -65,6 +77,10 @@ func runAgency(ctx context.Context, args []string, o cmdIO) error {
 	default:
 		return fmt.Errorf("agency: unknown subcommand %q (see varsel agency --help)", sub)
 	}
+	if sub != "list" {
+		fs.StringVar(&operator, "operator", "", "who makes the change, the actor of its audit entry (default: the OS user)")
+		fs.StringVar(&c.BrokerID, "broker-id", c.BrokerID, "the broker's id: the actor agency of the audit entry")
+	}
 	if err := parse(fs, rest, o); err != nil {
 		return handled(err)
 	}
@@ -73,12 +89,13 @@ func runAgency(ctx context.Context, args []string, o cmdIO) error {
 	}
 
 	// Validate everything that needs no database first.
+	var a *broker.Agency
 	var keys []broker.AgencyKey
 	switch sub {
 	case "add":
-		a := &broker.Agency{ID: id, Kind: broker.AgencyKind(kind), Name: strings.TrimSpace(name), Offices: offices}
-		if err := validateAgency(a); err != nil {
-			return err
+		a = &broker.Agency{ID: id, Kind: broker.AgencyKind(kind), Name: strings.TrimSpace(name), Offices: offices}
+		if err := a.Validate(); err != nil {
+			return fmt.Errorf("agency add: %s", broker.ErrorMessage(err))
 		}
 		var err error
 		if keys, err = readJWKS(id, jwksPath); err != nil {
@@ -100,6 +117,27 @@ func runAgency(ctx context.Context, args []string, o cmdIO) error {
 			return fmt.Errorf("agency key retire: --kid is required")
 		}
 	}
+	var e *audit.Entry
+	if sub != "list" {
+		var err error
+		if e, err = registryEntry(c.BrokerID, operator, o.getenv); err != nil {
+			return fmt.Errorf("agency %s: %v", sub, err)
+		}
+		e.Action = "agency." + strings.ReplaceAll(sub, " ", ".")
+		e.Reasons = []string{"agency:" + id}
+		if a != nil {
+			e.Reasons = append(e.Reasons, "kind:"+string(a.Kind))
+			for _, off := range a.Offices {
+				e.Reasons = append(e.Reasons, "office:"+off)
+			}
+		}
+		for _, k := range keys {
+			e.Reasons = append(e.Reasons, "kid:"+k.KID)
+		}
+		if kid != "" {
+			e.Reasons = append(e.Reasons, "kid:"+kid)
+		}
+	}
 
 	db, err := operatorDB(ctx, c)
 	if err != nil {
@@ -109,58 +147,53 @@ func runAgency(ctx context.Context, args []string, o cmdIO) error {
 
 	switch sub {
 	case "add":
-		a := &broker.Agency{ID: id, Kind: broker.AgencyKind(kind), Name: strings.TrimSpace(name), Offices: offices}
-		if err := db.CreateAgency(ctx, a, keys); err != nil {
+		if err := db.CreateAgency(ctx, a, keys, e); err != nil {
 			return err
 		}
-		fmt.Fprintf(o.stdout, "agency %s added (%s, %d offices, %d keys)\n", a.ID, a.Kind, len(a.Offices), len(keys))
+		fmt.Fprintf(o.stdout, "agency %s added (%s, %d offices, %d keys) (audit seq %d)\n", a.ID, a.Kind, len(a.Offices), len(keys), e.Seq)
 	case "list":
 		return listAgencies(ctx, db, o, asJSON)
 	case "disable":
-		if err := db.SetAgencyStatus(ctx, id, broker.StatusDisabled); err != nil {
+		if err := db.SetAgencyStatus(ctx, id, broker.StatusDisabled, e); err != nil {
 			return err
 		}
-		fmt.Fprintf(o.stdout, "agency %s disabled\n", id)
+		fmt.Fprintf(o.stdout, "agency %s disabled (audit seq %d)\n", id, e.Seq)
 	case "enable":
-		if err := db.SetAgencyStatus(ctx, id, broker.StatusActive); err != nil {
+		if err := db.SetAgencyStatus(ctx, id, broker.StatusActive, e); err != nil {
 			return err
 		}
-		fmt.Fprintf(o.stdout, "agency %s enabled\n", id)
+		fmt.Fprintf(o.stdout, "agency %s enabled (audit seq %d)\n", id, e.Seq)
 	case "key add":
-		if err := db.AddKeys(ctx, id, keys); err != nil {
+		if err := db.AddKeys(ctx, id, keys, e); err != nil {
 			return err
 		}
-		fmt.Fprintf(o.stdout, "%d keys added to agency %s\n", len(keys), id)
+		fmt.Fprintf(o.stdout, "%d keys added to agency %s (audit seq %d)\n", len(keys), id, e.Seq)
 	case "key retire":
-		if err := db.RetireKey(ctx, id, kid); err != nil {
+		if err := db.RetireKey(ctx, id, kid, e); err != nil {
 			return err
 		}
-		fmt.Fprintf(o.stdout, "key %s of agency %s retired\n", kid, id)
+		fmt.Fprintf(o.stdout, "key %s of agency %s retired (audit seq %d)\n", kid, id, e.Seq)
 	}
 	return nil
 }
 
-func validateAgency(a *broker.Agency) error {
-	if !broker.ValidID(a.ID) {
-		return fmt.Errorf("agency add: --id %q must match ^[a-z0-9][a-z0-9-]{2,63}$", a.ID)
+// registryEntry starts the audit entry of a registry change: the operator
+// (flag, OS user or $USER) acting for the broker, under the embedded policy
+// bundle's version. The caller sets the action and reasons.
+func registryEntry(brokerID, operatorFlag string, getenv env) (*audit.Entry, error) {
+	if brokerID == "" {
+		return nil, fmt.Errorf("--broker-id must not be empty")
 	}
-	if !a.Kind.Valid() {
-		return fmt.Errorf("agency add: --kind %q: want one of nav-state, nav-municipal, police, health, broker", a.Kind)
+	operator, err := operatorName(operatorFlag, getenv)
+	if err != nil {
+		return nil, err
 	}
-	if a.Name == "" || len(a.Name) > 200 {
-		return fmt.Errorf("agency add: --name is required (at most 200 characters)")
+	version, err := policies.Version()
+	if err != nil {
+		return nil, err
 	}
-	seen := map[string]bool{}
-	for _, off := range a.Offices {
-		if !broker.ValidID(off) {
-			return fmt.Errorf("agency add: --office %q must match ^[a-z0-9][a-z0-9-]{2,63}$", off)
-		}
-		if seen[off] {
-			return fmt.Errorf("agency add: office %q given twice", off)
-		}
-		seen[off] = true
-	}
-	return nil
+	return &audit.Entry{TS: audit.FormatTime(time.Now()), ActorAgency: brokerID, Actor: operator, Role: "operator",
+		Decision: audit.Allow, PolicyVersion: version}, nil
 }
 
 func readJWKS(agencyID, path string) ([]broker.AgencyKey, error) {

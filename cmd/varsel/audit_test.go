@@ -76,7 +76,8 @@ func TestWhoamiIsAuditedAndVerifies(t *testing.T) {
 	_, base := startMain(t, db, func(c *Config) { c.CheckpointInterval = 100 * time.Millisecond })
 	c := &client.Client{BaseURL: base, Signer: signer, Employee: client.Employee{Sub: "kari", Role: "caseworker", Office: "nav-x"}}
 	ctx := context.Background()
-	for i := 1; i <= 5; i++ {
+	// Entry 1 is the agency's registration; the five calls are 2 to 6.
+	for i := 2; i <= 6; i++ {
 		var w whoami
 		if _, err := c.JSON(ctx, "GET", "/v1/whoami", nil, &w); err != nil {
 			t.Fatal(err)
@@ -91,13 +92,13 @@ func TestWhoamiIsAuditedAndVerifies(t *testing.T) {
 		t.Fatalf("key: %v %d %s", err, key.Status, key.Body)
 	}
 	cp, err := c.Do(ctx, "GET", "/v1/audit/checkpoint", nil)
-	if err != nil || cp.Status != 200 || !strings.HasPrefix(string(cp.Body), "varsel/audit\n5\n") {
+	if err != nil || cp.Status != 200 || !strings.HasPrefix(string(cp.Body), "varsel/audit\n6\n") {
 		t.Fatalf("checkpoint: %v %d %q", err, cp.Status, cp.Body)
 	}
 	keyFile := filepath.Join(t.TempDir(), "checkpoint.pub")
 	os.WriteFile(keyFile, key.Body, 0o644)
 	out, err := cliOn(t, db, "audit", "verify", "--checkpoint-key", keyFile, "--origin", "varsel/audit")
-	if err != nil || !strings.Contains(out, "ok: 5 entries") || strings.Contains(out, "NOT checked") {
+	if err != nil || !strings.Contains(out, "ok: 6 entries") || strings.Contains(out, "NOT checked") {
 		t.Fatalf("verify: %v %s", err, out)
 	}
 
@@ -163,12 +164,13 @@ func TestAuditSearchScope(t *testing.T) {
 			t.Fatalf("officer of nav-a sees an entry of %s", e.ActorAgency)
 		}
 	}
-	if len(r.Entries) != 2 || r.Audit.Seq != 4 {
+	// Entries 1 to 3 are the registrations (by the operator, for the broker).
+	if len(r.Entries) != 2 || r.Audit.Seq != 7 {
 		t.Fatalf("officer A: %d entries, search audited at %d", len(r.Entries), r.Audit.Seq)
 	}
 	// The operator's auditors see everything, including the search above.
 	r, resp = search(as(ops, client.Employee{Sub: "auditor", Role: "privacy-officer"}), map[string]any{"limit": 10})
-	if resp.Status != 200 || len(r.Entries) != 4 || r.Entries[3].Action != "audit.search" || r.Entries[3].Actor != "po-a" {
+	if resp.Status != 200 || len(r.Entries) != 7 || r.Entries[6].Action != "audit.search" || r.Entries[6].Actor != "po-a" {
 		t.Fatalf("auditors: %d %s", resp.Status, resp.Body)
 	}
 	// Filters and paging.
@@ -372,7 +374,7 @@ func TestTrustedCheckpointCatchesTruncation(t *testing.T) {
 	keyFile, cpFile := filepath.Join(dir, "key.pub"), filepath.Join(dir, "saved.note")
 	os.WriteFile(keyFile, key.Body, 0o644)
 	os.WriteFile(cpFile, cp.Body, 0o644)
-	if !strings.HasPrefix(string(cp.Body), "varsel/audit\n6\n") {
+	if !strings.HasPrefix(string(cp.Body), "varsel/audit\n7\n") { // the registration and six calls
 		t.Fatalf("checkpoint %q", cp.Body)
 	}
 	conn, err := pgx.Connect(ctx, db)
