@@ -59,31 +59,23 @@ func runKeys(ctx context.Context, args []string, o cmdIO) error {
 		return err
 	}
 	defer db.Close()
-	pol, err := policies.New(ctx)
+	actor, err := operatorName(*operator, o.getenv)
+	if err != nil {
+		return fmt.Errorf("keys rotate-subject: %w", err)
+	}
+	policyVersion, err := policies.Version()
 	if err != nil {
 		return err
 	}
 	rot := &keys.Rotation{Store: db, Source: src, Grace: *grace, Pending: func(version string) {
 		fmt.Fprintf(o.stderr, "subject key version %s pending; waiting %s for every replica to see it\n", version, *grace)
 	}}
-	e := &audit.Entry{TS: audit.FormatTime(time.Now()), ActorAgency: c.BrokerID, Actor: operatorName(*operator, o.getenv),
-		Role: "operator", PolicyVersion: pol.Version()}
+	e := &audit.Entry{TS: audit.FormatTime(time.Now()), ActorAgency: c.BrokerID, Actor: actor,
+		Role: "operator", PolicyVersion: policyVersion}
 	res, err := rot.Run(ctx, e)
 	if err != nil {
 		return fmt.Errorf("keys rotate-subject: %v", broker.ErrorMessage(err))
 	}
 	fmt.Fprintf(o.stdout, "re-keyed %d flags to subject key version %s (audit seq %d)\n", res.Flags, res.Version, res.Audit.Seq)
 	return nil
-}
-
-// operatorName is who runs an operator command: --operator, else the OS
-// user, else "operator".
-func operatorName(flagValue string, getenv env) string {
-	if flagValue != "" {
-		return flagValue
-	}
-	if u := getenv("USER"); u != "" {
-		return u
-	}
-	return "operator"
 }
