@@ -259,10 +259,10 @@ func TestAgencyChangeRolledBackWithItsAudit(t *testing.T) {
 	}
 	// The replay is reported as such; the unstorable entry as the audit log
 	// being unavailable.
-	if err := db.SetAgencyStatus(ctx, id, broker.StatusDisabled, replayed("agency.disable")); err != audit.ErrReplayed {
+	if err := db.SetAgencyStatus(ctx, id, broker.StatusDisabled, replayed("agency.disable")); err != broker.ErrReplayed {
 		t.Fatalf("replayed: %v", err)
 	}
-	if err := db.SetAgencyStatus(ctx, id, broker.StatusDisabled, badTS("agency.disable")); broker.ErrorCode(err) != "audit_unavailable" {
+	if err := db.SetAgencyStatus(ctx, id, broker.StatusDisabled, badTS("agency.disable")); broker.ErrorCode(err) != broker.CodeAuditUnavailable {
 		t.Fatalf("bad ts: %v", err)
 	}
 	if n := auditCount(t, db); n != before {
