@@ -12,9 +12,11 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -62,6 +64,49 @@ type Receipt struct {
 
 // FormatTime renders t as an entry's ts.
 func FormatTime(t time.Time) string { return t.UTC().Truncate(time.Microsecond).Format(TimeFormat) }
+
+// Storable reports whether the log can store e: no field holds a NUL or
+// another control character (tab and line feed are allowed in the
+// justification), and every field is valid UTF-8. Errors: ErrRejected.
+func (e *Entry) Storable() error {
+	bad := func(field string) error {
+		return fmt.Errorf("%w: %s holds a control character or invalid UTF-8", ErrRejected, field)
+	}
+	for _, f := range []struct {
+		name, v string
+	}{{"ts", e.TS}, {"actor_agency", e.ActorAgency}, {"actor", e.Actor}, {"role", e.Role}, {"office", e.Office},
+		{"action", e.Action}, {"decision", e.Decision}, {"subject_ref", e.SubjectRef}, {"legal_basis", e.LegalBasis},
+		{"policy_version", e.PolicyVersion}, {"request_jti", e.RequestJTI}} {
+		if !plainText(f.v, false) {
+			return bad(f.name)
+		}
+	}
+	if !plainText(e.Justification, true) {
+		return bad("justification")
+	}
+	for _, list := range [][]string{e.FlagIDs, e.Reasons} {
+		for _, s := range list {
+			if !plainText(s, false) {
+				return bad("flag_ids or reasons")
+			}
+		}
+	}
+	return nil
+}
+
+// plainText reports whether s is valid UTF-8 without control characters
+// (but tab and line feed when breaks is set).
+func plainText(s string, breaks bool) bool {
+	if !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) && !(breaks && (r == '\n' || r == '\t')) {
+			return false
+		}
+	}
+	return true
+}
 
 // normalize makes every field canonical: valid UTF-8, non-nil lists.
 func (e *Entry) normalize() {

@@ -26,6 +26,11 @@ var (
 	ErrReplayed = errors.New("audit: token id was already used")
 	// ErrUnavailable: the entry could not be committed; disclose nothing.
 	ErrUnavailable = errors.New("audit: the log is unavailable")
+	// ErrRejected: the log cannot store this entry (a value it cannot
+	// hold, such as a NUL character); the entry was not committed. A Store
+	// wraps it around such errors, so the writer can tell them from an
+	// unavailable database.
+	ErrRejected = errors.New("audit: the entry cannot be stored")
 )
 
 // Writer group-commits entries: concurrent Appends are gathered into one
@@ -93,6 +98,10 @@ func NewWriter(store Store, cfg WriterConfig) *Writer {
 // Append commits e and returns where it landed. Errors: ErrReplayed,
 // ErrUnavailable.
 func (w *Writer) Append(ctx context.Context, e *Entry) (Receipt, error) {
+	if err := e.Storable(); err != nil {
+		w.metrics.result("rejected")
+		return Receipt{}, err
+	}
 	p := &pending{entry: e, result: make(chan error, 1)}
 	w.mu.RLock()
 	if w.closed {
@@ -127,6 +136,9 @@ func (w *Writer) Append(ctx context.Context, e *Entry) (Receipt, error) {
 	}
 	return Receipt{Seq: e.Seq, Hash: e.Hash}, nil
 }
+
+// Queued is how many entries wait for a batch (for tests and metrics).
+func (w *Writer) Queued() int { return len(w.queue) }
 
 // Close commits what is queued and stops the loop.
 func (w *Writer) Close() {
@@ -189,9 +201,23 @@ func (w *Writer) commit(batch []*pending) {
 	replayed, err := w.store.AppendBatch(ctx, entries)
 	cancel()
 	w.metrics.observe(len(batch), time.Since(start))
+	if err != nil && errors.Is(err, ErrRejected) && len(batch) > 1 {
+		// One entry the log cannot store must not fail everybody else's:
+		// commit each entry on its own, so only the bad one fails.
+		w.log.Warn("audit batch rejected an entry: committing its entries one by one", "entries", len(batch))
+		for _, p := range batch {
+			w.commit([]*pending{p})
+		}
+		return
+	}
 	if err != nil {
 		w.log.Error("audit batch failed: refusing its requests", "entries", len(batch), "err", err)
 		for _, p := range batch {
+			if errors.Is(err, ErrRejected) {
+				w.metrics.result("rejected")
+				p.result <- fmt.Errorf("append audit entry: %w", err)
+				continue
+			}
 			w.metrics.result("failed")
 			p.result <- fmt.Errorf("append audit batch of %d: %w", len(batch), errors.Join(ErrUnavailable, err))
 		}
@@ -229,7 +255,7 @@ func newWriterMetrics(reg prometheus.Registerer) *writerMetrics {
 			Buckets: []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .25, .5, 1, 5},
 		}),
 		results: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "varsel_audit_appends_total", Help: "Audit appends by outcome (committed, replayed, failed, queue_full, canceled, closed).",
+			Name: "varsel_audit_appends_total", Help: "Audit appends by outcome (committed, replayed, rejected, failed, queue_full, canceled, closed).",
 		}, []string{"result"}),
 	}
 	if reg != nil {

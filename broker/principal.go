@@ -52,3 +52,20 @@ func PrincipalFromContext(ctx context.Context) *Principal {
 	p, _ := ctx.Value(principalKey{}).(*Principal)
 	return p
 }
+
+// kindRoles are the roles each kind of agency may vouch for: a police
+// district has no caseworkers, a health trust no police liaisons. The
+// operator's own auditors are privacy officers of the broker agency.
+var kindRoles = map[AgencyKind][]string{
+	KindNAVState:     {RoleCaseworker, RoleReception, RoleSecurityCoordinator, RolePrivacyOfficer, RoleAgencyAdmin},
+	KindNAVMunicipal: {RoleCaseworker, RoleReception, RoleSecurityCoordinator, RolePrivacyOfficer, RoleAgencyAdmin},
+	KindPolice:       {RolePoliceLiaison, RolePrivacyOfficer, RoleAgencyAdmin},
+	KindHealth:       {RoleHealthWorker, RolePrivacyOfficer, RoleAgencyAdmin},
+	KindBroker:       {RolePrivacyOfficer, RoleAgencyAdmin},
+}
+
+// RoleFits reports whether an agency of kind may vouch for role.
+func RoleFits(kind AgencyKind, role string) bool { return slices.Contains(kindRoles[kind], role) }
+
+// KindRoles lists the roles an agency of kind may vouch for.
+func KindRoles(kind AgencyKind) []string { return slices.Clone(kindRoles[kind]) }

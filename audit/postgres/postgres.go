@@ -7,10 +7,13 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"varsel/audit"
@@ -84,14 +87,25 @@ func AppendInTx(ctx context.Context, tx pgx.Tx, entries []*audit.Entry) (replaye
 	for i, e := range kept {
 		ts, err := time.Parse(audit.TimeFormat, e.TS)
 		if err != nil {
-			return nil, fmt.Errorf("entry ts %q: %w", e.TS, err)
+			return nil, fmt.Errorf("%w: entry ts %q: %v", audit.ErrRejected, e.TS, err)
 		}
 		rows[i] = row(e, ts)
 	}
 	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"audit_entries"}, columns, pgx.CopyFromRows(rows)); err != nil {
+		if isDataError(err) {
+			err = errors.Join(audit.ErrRejected, err)
+		}
 		return nil, fmt.Errorf("insert %d entries: %w", len(rows), err)
 	}
 	return replayed, nil
+}
+
+// isDataError reports whether PostgreSQL refused a value (SQLSTATE class
+// 22, data exception: a NUL, an invalid byte sequence, a value out of
+// range) rather than failed as a whole.
+func isDataError(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && strings.HasPrefix(pe.Code, "22")
 }
 
 // lockHead takes the chain lock until tx ends (serialising writers on every

@@ -3,13 +3,12 @@ package api
 import (
 	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"mime"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"varsel/broker"
+	"varsel/broker/strict"
 )
 
 type bodyKey struct{}
@@ -85,26 +85,47 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-// Decode reads the JSON body into v: exactly one value, no unknown fields.
+// cleanRequest refuses a path or query string that holds control
+// characters or invalid UTF-8 (once percent-decoded): such text would
+// otherwise reach the audit entry of the decision, and PostgreSQL cannot
+// store a NUL.
+func cleanRequest(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		u := c.Request().URL
+		if !broker.CleanText(u.Path, false) {
+			return broker.Errorf(broker.EMALFORMED, "the path holds control characters or invalid UTF-8")
+		}
+		q, err := url.ParseQuery(u.RawQuery)
+		if err != nil {
+			return broker.Errorf(broker.EMALFORMED, "malformed query string")
+		}
+		for k, vs := range q {
+			if !broker.CleanText(k, false) {
+				return broker.Errorf(broker.EMALFORMED, "a query parameter name holds control characters or invalid UTF-8")
+			}
+			if len(vs) > 1 {
+				return broker.Errorf(broker.EMALFORMED, "query parameter %q given more than once", k)
+			}
+			for _, v := range vs {
+				if !broker.CleanText(v, false) {
+					return broker.Errorf(broker.EMALFORMED, "query parameter %q holds control characters or invalid UTF-8", k)
+				}
+			}
+		}
+		return next(c)
+	}
+}
+
+// Decode reads the JSON body into v by the contract's exact rules
+// (broker/strict): one value, case-sensitive member names, no duplicates,
+// no unknown members, no control characters but tab and line feed.
 func Decode(c echo.Context, v any) error {
 	body := Body(c)
 	if len(body) == 0 {
 		return broker.Errorf(broker.EMALFORMED, "request body is empty")
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		var ute *json.UnmarshalTypeError
-		if errors.As(err, &ute) {
-			return broker.Errorf(broker.EMALFORMED, "field %q: want %s", ute.Field, ute.Type)
-		}
-		return broker.Errorf(broker.EMALFORMED, "malformed JSON: %v", err)
-	}
-	if dec.More() {
-		return broker.Errorf(broker.EMALFORMED, "malformed JSON: more than one value")
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return broker.Errorf(broker.EMALFORMED, "malformed JSON: trailing data")
+	if err := strict.Unmarshal(body, v); err != nil {
+		return broker.Errorf(broker.EMALFORMED, "request body: %v", err)
 	}
 	return nil
 }

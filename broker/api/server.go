@@ -119,7 +119,7 @@ func New(cfg Config) *Server {
 		return c.Blob(http.StatusOK, "application/yaml", openAPISpec)
 	})
 
-	s.v1 = e.Group("/v1", requireJSON, s.authenticate)
+	s.v1 = e.Group("/v1", cleanRequest, requireJSON, s.authenticate)
 	s.v1.GET("/whoami", s.whoami)
 	if cfg.Service != nil {
 		s.routes(s.v1)

@@ -1,12 +1,10 @@
 package auth
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -15,6 +13,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	"varsel/broker"
+	"varsel/broker/strict"
 )
 
 // Limits of docs/api.md §1.
@@ -24,7 +23,6 @@ const (
 	ClockSkew   = 30 * time.Second
 	MinJTI      = 16
 	MaxJTI      = 128
-	MaxSub      = 128
 	// MaxTokenBytes bounds what is parsed at all.
 	MaxTokenBytes = 8 << 10
 )
@@ -85,12 +83,14 @@ func (v *Verifier) Authenticate(ctx context.Context, r *http.Request, body []byt
 	return v.Verify(ctx, strings.TrimSpace(token), r.Method, r.URL.RequestURI(), body)
 }
 
-// header is the part of the JOSE header inspected before verification.
+// header is the whole JOSE header a request token may have: alg, kid and
+// typ, spelled exactly so, each once. Any other member (b64, crit, jwk,
+// x5u, a case-changed typ, ...) is refused, so no header can change how
+// the token is read.
 type header struct {
-	Alg  string   `json:"alg"`
-	Kid  string   `json:"kid"`
-	Typ  string   `json:"typ"`
-	Crit []string `json:"crit"`
+	Alg string `json:"alg"`
+	Kid string `json:"kid"`
+	Typ string `json:"typ"`
 }
 
 // Verify checks a compact JWS for a request with the given method, path and
@@ -125,8 +125,8 @@ func (v *Verifier) verify(ctx context.Context, token, method, uri string, body [
 		return nil, "", "", unauthorized(broker.CodeMalformedToken, "token header is not base64url")
 	}
 	var hdr header
-	if err := strictUnmarshal(rawHeader, &hdr, true); err != nil {
-		return nil, "", "", unauthorized(broker.CodeMalformedToken, "token header is not a JSON object")
+	if err := strict.Unmarshal(rawHeader, &hdr); err != nil {
+		return nil, "", "", unauthorized(broker.CodeMalformedToken, "token header: %v (only alg, kid and typ)", err)
 	}
 	kid = hdr.Kid
 	if hdr.Alg != AlgES256 && hdr.Alg != AlgEdDSA {
@@ -134,9 +134,6 @@ func (v *Verifier) verify(ctx context.Context, token, method, uri string, body [
 	}
 	if hdr.Typ != TokenType {
 		return nil, kid, "", unauthorized(broker.CodeBadTyp, "typ must be %q", TokenType)
-	}
-	if len(hdr.Crit) > 0 {
-		return nil, kid, "", unauthorized(broker.CodeMalformedToken, "no critical header extensions are supported")
 	}
 	if hdr.Kid == "" || len(hdr.Kid) > 128 {
 		return nil, kid, "", unauthorized(broker.CodeUnknownKey, "the header must name a registered kid")
@@ -148,11 +145,12 @@ func (v *Verifier) verify(ctx context.Context, token, method, uri string, body [
 	if err != nil {
 		return nil, kid, "", unauthorized(broker.CodeMalformedToken, "token payload is not base64url")
 	}
-	var unverified struct {
-		Issuer string `json:"iss"`
+	var unverified Claims
+	if err := strict.Unmarshal(rawPayload, &unverified); err != nil {
+		return nil, kid, "", unauthorized(broker.CodeBadClaims, "claims: %v", err)
 	}
-	if err := json.Unmarshal(rawPayload, &unverified); err != nil || unverified.Issuer == "" {
-		return nil, kid, "", unauthorized(broker.CodeMalformedToken, "token payload has no iss")
+	if !broker.ValidID(unverified.Issuer) {
+		return nil, kid, "", unauthorized(broker.CodeMalformedToken, "token payload has no well-formed iss")
 	}
 	iss = truncate(unverified.Issuer)
 
@@ -181,7 +179,7 @@ func (v *Verifier) verify(ctx context.Context, token, method, uri string, body [
 	}
 
 	var c Claims
-	if err := strictUnmarshal(payload, &c, false); err != nil {
+	if err := strict.Unmarshal(payload, &c); err != nil {
 		return nil, kid, iss, unauthorized(broker.CodeBadClaims, "claims: %v", err)
 	}
 	if c.Issuer != agency.ID {
@@ -230,11 +228,11 @@ func (v *Verifier) checkClaims(c *Claims, agency *broker.Agency, method, uri str
 	if c.NotBefore != nil && time.Unix(*c.NotBefore, 0).After(now.Add(ClockSkew)) {
 		return unauthorized(broker.CodeNotYetValid, "token not valid yet (nbf)")
 	}
-	if n := len(c.JTI); n < MinJTI || n > MaxJTI {
-		return unauthorized(broker.CodeBadClaims, "jti must be %d to %d characters", MinJTI, MaxJTI)
+	if !broker.ValidJTI(c.JTI) {
+		return unauthorized(broker.CodeBadClaims, "jti must be %d to %d base64url characters", MinJTI, MaxJTI)
 	}
-	if n := len(c.Subject); n < 1 || n > MaxSub {
-		return unauthorized(broker.CodeBadClaims, "sub must be 1 to %d characters", MaxSub)
+	if !broker.ValidSub(c.Subject) {
+		return unauthorized(broker.CodeBadClaims, "sub must be %s", broker.SubRule)
 	}
 	if c.Method != method {
 		return unauthorized(broker.CodeBindingMismatch, "htm does not match the request method")
@@ -247,6 +245,9 @@ func (v *Verifier) checkClaims(c *Claims, agency *broker.Agency, method, uri str
 	}
 	if !broker.ValidRole(c.Role) {
 		return unauthorized(broker.CodeBadClaims, "unknown role")
+	}
+	if !broker.RoleFits(agency.Kind, c.Role) {
+		return unauthorized(broker.CodeBadClaims, "a %s agency cannot vouch for role %s", agency.Kind, c.Role)
 	}
 	if broker.RoleNeedsOffice(c.Role) && c.Office == "" {
 		return unauthorized(broker.CodeBadClaims, "role %s requires an office", c.Role)
@@ -273,29 +274,6 @@ func audienceIs(raw json.RawMessage, want string) bool {
 		return len(list) == 1 && list[0] == want
 	}
 	return false
-}
-
-// strictUnmarshal decodes one JSON object, refusing unknown members unless
-// allowUnknown (the JOSE header may carry registered members we ignore).
-func strictUnmarshal(data []byte, v any, allowUnknown bool) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if !allowUnknown {
-		dec.DisallowUnknownFields()
-	}
-	if err := dec.Decode(v); err != nil {
-		var ute *json.UnmarshalTypeError
-		if errors.As(err, &ute) {
-			return errors.New("claim " + ute.Field + " has the wrong type")
-		}
-		if strings.HasPrefix(err.Error(), "json: unknown field") {
-			return errors.New("unknown claim " + strings.TrimPrefix(err.Error(), "json: unknown field "))
-		}
-		return errors.New("not a JSON object")
-	}
-	if dec.More() {
-		return errors.New("trailing data")
-	}
-	return nil
 }
 
 // truncate keeps attacker-chosen strings short in messages and logs.

@@ -15,6 +15,9 @@ import (
 
 // appendAudit appends e inside tx; a replayed token id aborts the change.
 func appendAudit(ctx context.Context, tx pgx.Tx, e *audit.Entry) error {
+	if err := e.Storable(); err != nil {
+		return &broker.Error{Kind: broker.EMALFORMED, Message: "a value in the request cannot be recorded: nothing was changed", Err: err}
+	}
 	replayed, err := auditpg.AppendInTx(ctx, tx, []*audit.Entry{e})
 	if err != nil {
 		return &broker.Error{Kind: broker.EUNAVAILABLE, Code: broker.CodeAuditUnavailable, Message: "the audit log is unavailable: nothing was changed", Err: err}

@@ -178,6 +178,8 @@ func auditError(err error) error {
 		return nil
 	case errors.Is(err, audit.ErrReplayed):
 		return broker.ErrReplayed
+	case errors.Is(err, audit.ErrRejected):
+		return &broker.Error{Kind: broker.EMALFORMED, Message: "a value in the request cannot be recorded: nothing was disclosed or changed", Err: err}
 	case errors.Is(err, audit.ErrUnavailable):
 		return &broker.Error{Kind: broker.EUNAVAILABLE, Code: broker.CodeAuditUnavailable,
 			Message: broker.ErrAuditUnavailable.Message, Err: err}

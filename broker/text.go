@@ -1,0 +1,60 @@
+package broker
+
+import (
+	"regexp"
+	"unicode"
+	"unicode/utf8"
+)
+
+// The accepted form of what callers send: identifiers are exact ASCII
+// words (one spelling per identity), free text is valid UTF-8 without
+// control characters. These rules are checked before anything is queued
+// for the audit log, so no caller can put text in an entry that the log
+// cannot store (PostgreSQL refuses NUL) or that reads differently from
+// what was checked.
+
+// subPattern is the form of an employee id (the token's sub): lower-case
+// ASCII letters and digits, then also '.', '_', '@' and '-', at most 64.
+// There is no case folding or trimming: an agency sends each employee's
+// id in exactly one spelling.
+var subPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9._@-]{0,63}$`)
+
+// ValidSub reports whether s is a well-formed employee id.
+func ValidSub(s string) bool { return subPattern.MatchString(s) }
+
+// SubRule says the rule in words, for error messages and docs.
+const SubRule = "1 to 64 characters: lower-case a-z, 0-9, then also . _ @ -"
+
+// jtiPattern is the form of a token id: base64url characters, 16 to 128.
+var jtiPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{16,128}$`)
+
+// ValidJTI reports whether s is a well-formed token id.
+func ValidJTI(s string) bool { return jtiPattern.MatchString(s) }
+
+// CleanText reports whether s is valid UTF-8 without control characters
+// (C0, DEL, C1). Tab and line feed are allowed where allowBreaks is set.
+func CleanText(s string, allowBreaks bool) bool {
+	if !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) && !(allowBreaks && (r == '\n' || r == '\t')) {
+			return false
+		}
+	}
+	return true
+}
+
+// VisibleLen counts the characters a reader sees: letters, marks,
+// numbers, punctuation and symbols. Spaces, control and format characters
+// (such as zero-width spaces and joiners) and unassigned code points do
+// not count, so a justification cannot be padded with invisible text.
+func VisibleLen(s string) int {
+	n := 0
+	for _, r := range s {
+		if unicode.In(r, unicode.L, unicode.M, unicode.N, unicode.P, unicode.S) {
+			n++
+		}
+	}
+	return n
+}
