@@ -11,106 +11,121 @@ import (
 	"varsel/broker"
 )
 
-// Registry is the part of broker.AgencyRegistry the key cache reads.
+// Registry is what the key cache reads of the agency registry: all of it,
+// in two queries.
 type Registry interface {
-	Agency(ctx context.Context, id string) (*broker.Agency, error)
-	Keys(ctx context.Context, agencyID string) ([]broker.AgencyKey, error)
+	Agencies(ctx context.Context) ([]*broker.Agency, error)
+	ActiveKeys(ctx context.Context) ([]broker.AgencyKey, error)
 }
 
-// KeyCache keeps each agency's record and active keys in memory for at most
-// TTL, so that a key added or retired (or an agency disabled) in the
-// database takes effect on every replica within TTL. An unknown kid makes it
-// look again at once, at most once per MinRefresh, so a freshly rotated key
-// works without waiting.
+// KeyCache keeps the whole registry (every agency and its active keys) in
+// memory as one snapshot, refreshed at most every TTL, so that a key added
+// or retired (or an agency disabled) takes effect on every replica within
+// TTL. An issuer that is not registered costs nothing: it is not in the
+// snapshot, and no flood of invented issuers causes a query or evicts a
+// real agency. An unknown kid of a registered agency makes it look again,
+// at most once per MinRefresh for the whole registry, so a freshly rotated
+// key works without waiting. When the registry cannot be read, the last
+// snapshot is used for at most MaxStale, then requests are refused.
 type KeyCache struct {
 	Registry   Registry
-	TTL        time.Duration // default 4 s
-	MinRefresh time.Duration // default 1 s
+	TTL        time.Duration    // default 4 s
+	MinRefresh time.Duration    // default 1 s
+	MaxStale   time.Duration    // default 1 min
+	Now        func() time.Time // nil: time.Now
 
-	mu      sync.RWMutex
-	entries map[string]*cacheEntry
-	group   singleflight.Group
+	mu    sync.RWMutex
+	snap  *snapshot
+	tried time.Time // last refresh attempt
+	group singleflight.Group
 }
 
-type cacheEntry struct {
-	agency  *broker.Agency // nil: no such agency
-	keys    map[string]*jose.JSONWebKey
-	fetched time.Time
+type snapshot struct {
+	agencies map[string]*broker.Agency
+	keys     map[string]map[string]*jose.JSONWebKey // agency → kid → key
+	fetched  time.Time
 }
 
 var _ Keys = (*KeyCache)(nil)
 
+func (c *KeyCache) now() time.Time {
+	if c.Now != nil {
+		return c.Now()
+	}
+	return time.Now()
+}
+
 // Lookup returns the agency and its active key kid (nil when it has none).
+// Errors: ENOTFOUND for an agency not registered; others when the registry
+// cannot be read and the snapshot is too old.
 func (c *KeyCache) Lookup(ctx context.Context, agencyID, kid string) (*broker.Agency, *jose.JSONWebKey, error) {
-	ttl, minRefresh := c.TTL, c.MinRefresh
-	if ttl == 0 {
-		ttl = 4 * time.Second
-	}
-	if minRefresh == 0 {
-		minRefresh = time.Second
-	}
+	ttl, minRefresh := orDefault(c.TTL, 4*time.Second), orDefault(c.MinRefresh, time.Second)
+	now := c.now()
 	c.mu.RLock()
-	e := c.entries[agencyID]
+	s, tried := c.snap, c.tried
 	c.mu.RUnlock()
-	stale := e == nil || time.Since(e.fetched) > ttl
-	if !stale && e.agency != nil && e.keys[kid] == nil && time.Since(e.fetched) > minRefresh {
-		stale = true // perhaps a key added since
+	refresh := s == nil || now.Sub(s.fetched) > ttl
+	if !refresh && s.agencies[agencyID] != nil && s.keys[agencyID][kid] == nil && now.Sub(tried) > minRefresh {
+		refresh = true // perhaps a key added since
 	}
-	if stale {
-		var err error
-		if e, err = c.refresh(ctx, agencyID); err != nil {
+	if refresh {
+		fresh, err := c.refresh(ctx)
+		switch {
+		case err == nil:
+			s = fresh
+		case s == nil || now.Sub(s.fetched) > orDefault(c.MaxStale, time.Minute):
 			return nil, nil, err
 		}
 	}
-	if e.agency == nil {
+	a := s.agencies[agencyID]
+	if a == nil {
 		return nil, nil, broker.Errorf(broker.ENOTFOUND, "no agency %q", agencyID)
 	}
-	return e.agency, e.keys[kid], nil
+	return a, s.keys[agencyID][kid], nil
 }
 
-func (c *KeyCache) refresh(ctx context.Context, agencyID string) (*cacheEntry, error) {
-	v, err, _ := c.group.Do(agencyID, func() (any, error) {
-		// Shared by every request waiting on this agency: not bound to the
-		// first one's lifetime.
+func orDefault(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}
+
+func (c *KeyCache) refresh(ctx context.Context) (*snapshot, error) {
+	v, err, _ := c.group.Do("registry", func() (any, error) {
+		c.mu.Lock()
+		c.tried = c.now()
+		c.mu.Unlock()
+		// Shared by every request waiting: not bound to the first one's lifetime.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
-		e := &cacheEntry{fetched: time.Now(), keys: map[string]*jose.JSONWebKey{}}
-		a, err := c.Registry.Agency(ctx, agencyID)
-		switch {
-		case broker.ErrorKind(err) == broker.ENOTFOUND:
-			// Remember absence too, so unknown issuers cannot force a query per request.
-		case err != nil:
+		s := &snapshot{fetched: c.now(), agencies: map[string]*broker.Agency{}, keys: map[string]map[string]*jose.JSONWebKey{}}
+		agencies, err := c.Registry.Agencies(ctx)
+		if err != nil {
 			return nil, err
-		default:
-			e.agency = a
-			keys, err := c.Registry.Keys(ctx, agencyID)
-			if err != nil {
-				return nil, err
+		}
+		for _, a := range agencies {
+			s.agencies[a.ID] = a
+			s.keys[a.ID] = map[string]*jose.JSONWebKey{}
+		}
+		keys, err := c.Registry.ActiveKeys(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, k := range keys {
+			jwk, err := ParsePublicJWK(k.JWK)
+			if err != nil || s.keys[k.AgencyID] == nil {
+				continue // a key that cannot be parsed verifies nothing
 			}
-			for _, k := range keys {
-				if k.Status != broker.StatusActive {
-					continue
-				}
-				jwk, err := ParsePublicJWK(k.JWK)
-				if err != nil {
-					continue // a key that cannot be parsed verifies nothing
-				}
-				e.keys[k.KID] = jwk
-			}
+			s.keys[k.AgencyID][k.KID] = jwk
 		}
 		c.mu.Lock()
-		if c.entries == nil {
-			c.entries = map[string]*cacheEntry{}
-		}
-		if len(c.entries) > 10000 {
-			clear(c.entries) // bound memory against floods of invented issuers
-		}
-		c.entries[agencyID] = e
+		c.snap = s
 		c.mu.Unlock()
-		return e, nil
+		return s, nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	return v.(*cacheEntry), nil
+	return v.(*snapshot), nil
 }

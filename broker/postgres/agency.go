@@ -208,3 +208,18 @@ func (db *DB) Keys(ctx context.Context, agencyID string) ([]broker.AgencyKey, er
 	}
 	return out, rows.Err()
 }
+
+// ActiveKeys lists every agency's active keys, for the verifier's
+// in-memory snapshot of the registry.
+func (db *DB) ActiveKeys(ctx context.Context) ([]broker.AgencyKey, error) {
+	rows, err := db.Pool.Query(ctx, `SELECT agency_id, kid, jwk, status, created_at FROM agency_keys
+		WHERE status = 'active' ORDER BY agency_id, kid`)
+	if err != nil {
+		return nil, fmt.Errorf("read active keys: %w", err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (broker.AgencyKey, error) {
+		var k broker.AgencyKey
+		err := r.Scan(&k.AgencyID, &k.KID, &k.JWK, &k.Status, &k.CreatedAt)
+		return k, err
+	})
+}

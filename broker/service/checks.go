@@ -79,9 +79,13 @@ func (s *Service) Check(ctx context.Context, p *broker.Principal, req CheckReque
 	justification := ""
 	if emergency {
 		justification = strings.TrimSpace(req.Emergency.Justification)
-		if n := utf8.RuneCountInString(justification); n < MinJustification || n > MaxJustification || !utf8.ValidString(justification) {
+		// Count what a reader of the review sees: spaces, zero-width and
+		// other invisible characters do not make a justification.
+		if broker.VisibleLen(justification) < MinJustification || utf8.RuneCountInString(justification) > MaxJustification ||
+			!broker.CleanText(justification, true) {
 			return nil, broker.CodeErrorf(broker.EINVALID, broker.CodeJustificationRequired,
-				"an emergency check needs a written justification of %d to %d characters", MinJustification, MaxJustification)
+				"an emergency check needs a written justification of %d to %d characters (at least %d visible)",
+				MinJustification, MaxJustification, MinJustification)
 		}
 	}
 	keys, err := s.Subjects.Current()
@@ -92,7 +96,12 @@ func (s *Service) Check(ctx context.Context, p *broker.Principal, req CheckReque
 	now := s.now()
 
 	if emergency {
-		// Count and append under one lock per employee, held across
+		// An employee already over the limit is refused before taking one
+		// of the few lock slots that everybody's emergency checks share.
+		if err := s.emergencyAllowed(ctx, p, ref, justification, now); err != nil {
+			return nil, err
+		}
+		// Count again and append under one lock per employee, held across
 		// replicas, so parallel emergency checks cannot all slip under the limit.
 		unlock, err := s.lockEmployee(ctx, "emergency/"+p.Agency+"/"+p.Sub)
 		if err != nil {

@@ -206,6 +206,16 @@ func (s *Service) Judge(ctx context.Context, p *broker.Principal, seqText string
 		return nil, broker.CodeErrorf(broker.EINVALID, broker.CodeInvalidField, "entry %d has an emergency and an anomaly review: say which with kind", seq)
 	}
 	r := candidates[0]
+	if r.ActorAgency == p.Agency && r.Actor == p.Sub {
+		// Nobody judges their own decision: the review exists because
+		// somebody else must look at it.
+		e := s.entry(p, "review.verdict", audit.Deny)
+		e.Reasons = []string{fmt.Sprintf("review:%s:%d", r.Kind, seq), "own_decision"}
+		if _, err := s.append(ctx, e); err != nil {
+			return nil, err
+		}
+		return nil, broker.CodeErrorf(broker.EFORBIDDEN, broker.CodeForbidden, "a review of your own decision must be judged by another privacy officer")
+	}
 	e := s.entry(p, "review.verdict", audit.Allow)
 	e.FlagIDs, e.LegalBasis = r.FlagIDs, r.LegalBasis
 	e.Reasons = []string{fmt.Sprintf("review:%s:%d", r.Kind, seq), "verdict:" + req.Verdict}

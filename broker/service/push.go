@@ -9,8 +9,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -127,17 +129,36 @@ func (p *Pusher) attempt(ctx context.Context, d broker.DuePush) {
 		errText, giveUp = "flag no longer active: not pushed", true
 		return
 	}
-	e := &audit.Entry{TS: audit.FormatTime(time.Now()), ActorAgency: p.BrokerID, Actor: "webhook", Role: "broker",
-		Office: d.Office, Action: "warning.push", Decision: audit.Allow, SubjectRef: f.SubjectRef,
-		FlagIDs: []string{f.ID}, LegalBasis: f.LegalBasis,
-		Reasons: []string{fmt.Sprintf("attempt:%d", d.Attempts+1), "host:" + broker.WebhookHost(d.URL)}}
-	if p.Policy != nil {
-		e.PolicyVersion = p.Policy()
+	// Two entries per attempt. Before anything is sent, the attempt (with
+	// everything a disclosure entry names), so that nothing leaves without
+	// a committed entry; after it, the outcome: "warning.push" when the
+	// request reached the receiver (a disclosure, whatever it answered),
+	// "warning.push.failed" when nothing was sent (refused at dial time,
+	// no such host, an inward address): not a disclosure.
+	entry := func(action, decision string, reasons ...string) *audit.Entry {
+		e := &audit.Entry{TS: audit.FormatTime(time.Now()), ActorAgency: p.BrokerID, Actor: "webhook", Role: "broker",
+			Office: d.Office, Action: action, Decision: decision, SubjectRef: f.SubjectRef,
+			FlagIDs: []string{f.ID}, LegalBasis: f.LegalBasis,
+			Reasons: append([]string{fmt.Sprintf("attempt:%d", d.Attempts+1), "host:" + broker.WebhookHost(d.URL)}, reasons...)}
+		if p.Policy != nil {
+			e.PolicyVersion = p.Policy()
+		}
+		return e
 	}
-	if _, err := p.Audit.Append(ctx, e); err != nil {
+	if _, err := p.Audit.Append(ctx, entry(ActionPushAttempt, audit.Allow)); err != nil {
 		errText = "audit unavailable: not sent"
 		return
 	}
+	var sent atomic.Bool
+	defer func() {
+		outcome := entry(ActionPush, audit.Allow, fmt.Sprintf("status:%d", status))
+		if !sent.Load() {
+			outcome = entry(ActionPushFailed, audit.Deny, "not_sent")
+		}
+		if _, err := p.Audit.Append(context.WithoutCancel(ctx), outcome); err != nil && p.Logger != nil {
+			p.Logger.Error("audit webhook push outcome", "subsystem", "webhook", "err", err)
+		}
+	}()
 	body := PushBody{Type: "varsel.warning.delivered", WarningID: d.WarningID, Office: d.Office, Level: f.Level,
 		Precautions: f.Precautions, ValidUntil: f.ValidUntil, Inbox: "/v1/warnings/inbox?office=" + d.Office,
 		SentAt: time.Now().UTC(), Attempt: d.Attempts + 1}
@@ -158,7 +179,8 @@ func (p *Pusher) attempt(ctx context.Context, d broker.DuePush) {
 		}
 	})
 	hc := p.HTTP
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.URL, bytes.NewReader([]byte(compact)))
+	trace := &httptrace.ClientTrace{WroteHeaders: func() { sent.Store(true) }}
+	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), http.MethodPost, d.URL, bytes.NewReader([]byte(compact)))
 	if err != nil {
 		errText = err.Error()
 		return
@@ -177,6 +199,13 @@ func (p *Pusher) attempt(ctx context.Context, d broker.DuePush) {
 		errText = fmt.Sprintf("webhook answered %d", status)
 	}
 }
+
+// Audit actions of webhook pushes.
+const (
+	ActionPushAttempt = "warning.push.attempt" // before sending: what is about to be sent, to whom
+	ActionPush        = "warning.push"         // the request reached the receiver: a disclosure
+	ActionPushFailed  = "warning.push.failed"  // nothing was sent
+)
 
 func (p *Pusher) backoff(attempt int) time.Duration {
 	first, maxWait := p.FirstRetry, p.MaxRetry
