@@ -49,6 +49,10 @@ type StatsFilter struct {
 type AnomalyRules struct {
 	Window      time.Duration // default 1 h
 	MaxSubjects int           // distinct people one employee may check per window; default 30
+	// MaxRepeats is how often one employee may check the same person per
+	// window (default 10): probing one person again and again, for instance
+	// to learn from the answer's timing, is a signal too.
+	MaxRepeats int
 	Hours       OfficeHours
 }
 

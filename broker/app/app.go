@@ -75,6 +75,10 @@ type Config struct {
 	KeyReloadInterval   time.Duration // default keys.DefaultReloadInterval
 	JTISweepInterval    time.Duration // default 1 min
 
+	// CheckFloor is the least time a "clear" check takes (0: none): see
+	// service.Service.ClearFloor.
+	CheckFloor time.Duration
+
 	// Now is the clock of decisions (validity, expiry, emergency windows);
 	// nil for time.Now. Tests move it instead of sleeping.
 	Now func() time.Time
@@ -290,6 +294,7 @@ func (a *App) open(ctx context.Context) error {
 		EmergencyLimit:    emergencyLimit,
 		EmergencyWindow:   time.Hour,
 		TestSubjects:      c.TestSubjects,
+		ClearFloor:        c.CheckFloor,
 		Logger:            a.log,
 		Now:               c.Now,
 	}

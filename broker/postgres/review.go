@@ -49,14 +49,18 @@ func (db *DB) SyncEmergencyReviews(ctx context.Context) (int64, error) {
 
 // DetectAnomalies raises anomaly reviews for employees who checked since seq
 // after: more than MaxSubjects different people within Window (one review
-// per employee per window), or checks outside office hours (one per
-// employee per day). It returns the seq it scanned up to.
+// per employee per window), the same person more than MaxRepeats times
+// within Window (one review per employee and person per window), or checks
+// outside office hours (one per employee per day). It returns the seq it scanned up to.
 func (db *DB) DetectAnomalies(ctx context.Context, after int64, rules broker.AnomalyRules) (int64, int64, error) {
 	if rules.Window <= 0 {
 		rules.Window = time.Hour
 	}
 	if rules.MaxSubjects <= 0 {
 		rules.MaxSubjects = 30
+	}
+	if rules.MaxRepeats <= 0 {
+		rules.MaxRepeats = 10
 	}
 	var upTo, raised int64
 	err := pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
@@ -90,6 +94,26 @@ func (db *DB) DetectAnomalies(ctx context.Context, after int64, rules broker.Ano
 			ON CONFLICT DO NOTHING`, after, upTo, rules.Window.Seconds(), rules.MaxSubjects)
 		if err != nil {
 			return fmt.Errorf("detect many subjects: %w", err)
+		}
+		raised += tag.RowsAffected()
+		tag, err = tx.Exec(ctx, `
+			WITH cand AS (SELECT DISTINCT actor_agency, actor, subject_ref FROM audit_entries
+			              WHERE seq > $1 AND seq <= $2 AND action = 'check' AND subject_ref <> '')
+			INSERT INTO reviews (seq, kind, reason, actor_agency, actor, ts)
+			SELECT s.last_seq, 'anomaly', 'repeated_subject', c.actor_agency, c.actor, s.last_ts
+			FROM cand c CROSS JOIN LATERAL (
+				SELECT max(e.seq) AS last_seq, max(e.ts) AS last_ts, count(*) AS n
+				FROM audit_entries e
+				WHERE e.actor_agency = c.actor_agency AND e.actor = c.actor AND e.action = 'check'
+				  AND e.subject_ref = c.subject_ref AND e.ts > now() - make_interval(secs => $3)) s
+			WHERE s.n > $4 AND NOT EXISTS (
+				SELECT 1 FROM reviews r JOIN audit_entries re ON re.seq = r.seq
+				WHERE r.kind = 'anomaly' AND r.reason = 'repeated_subject'
+				  AND r.actor_agency = c.actor_agency AND r.actor = c.actor AND re.subject_ref = c.subject_ref
+				  AND r.ts > now() - make_interval(secs => $3))
+			ON CONFLICT DO NOTHING`, after, upTo, rules.Window.Seconds(), rules.MaxRepeats)
+		if err != nil {
+			return fmt.Errorf("detect repeated checks of one person: %w", err)
 		}
 		raised += tag.RowsAffected()
 		if h := rules.Hours; h.Enabled {

@@ -68,6 +68,7 @@ const (
 // fields it allows, one audit entry, then the answer. A subject without
 // flags and one whose flags the caller may not see get the same answer.
 func (s *Service) Check(ctx context.Context, p *broker.Principal, req CheckRequest) (*CheckResult, error) {
+	start := time.Now()
 	subj, err := broker.ParseSubject(req.Subject, s.TestSubjects)
 	if err != nil {
 		return nil, err
@@ -170,7 +171,24 @@ func (s *Service) Check(ctx context.Context, p *broker.Principal, req CheckReque
 	}
 	res.Audit = receipt
 	res.CheckID = "chk-" + strconv.FormatInt(receipt.Seq, 10)
+	if res.Result == ResultClear {
+		waitUntil(ctx, start.Add(s.ClearFloor))
+	}
 	return res, nil
+}
+
+// waitUntil returns at t (by the monotonic clock), or when ctx ends.
+func waitUntil(ctx context.Context, t time.Time) {
+	d := time.Until(t)
+	if d <= 0 {
+		return
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+	case <-ctx.Done():
+	}
 }
 
 // project copies the fields the policy allows, with the duty desk standing

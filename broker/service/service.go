@@ -95,6 +95,12 @@ type Service struct {
 	AllowHTTPWebhooks bool
 	Subjects          *broker.SubjectKeys
 	TestSubjects      bool // accept synthetic national ids
+	// ClearFloor is the least time a check answered "clear" takes. A check
+	// of a person whose flags the caller may not see does more work than
+	// one of a person without flags (it reads rows and evaluates the
+	// policy); answering both no sooner than the floor makes them take the
+	// same time to a caller, as long as the work fits under it.
+	ClearFloor time.Duration
 	// DutyDesk stands in for the issuer and contact of a health-sourced
 	// flag read outside the health sector; BrokerID is the broker's own id, the duty desk's issuer id and the actor of its own entries.
 	DutyDesk broker.Contact

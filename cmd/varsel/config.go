@@ -38,6 +38,8 @@ type Config struct {
 	ReviewOverdue       time.Duration
 	ReviewSweepInterval time.Duration
 	AnomalySubjects     int
+	AnomalyRepeats      int
+	CheckFloor          time.Duration
 	OfficeHours         string
 	PprofListen         string
 	Vault               keys.VaultConfig // from VAULT_* and VARSEL_VAULT_* when --keys vault
@@ -66,6 +68,8 @@ func DefaultConfig() Config {
 		ReviewOverdue:       7 * 24 * time.Hour,
 		ReviewSweepInterval: 30 * time.Second,
 		AnomalySubjects:     30,
+		AnomalyRepeats:      10,
+		CheckFloor:          10 * time.Millisecond,
 		OfficeHours:         "07-18 mon-fri Europe/Oslo",
 		WebhookInterval:     time.Second,
 		LogFormat:           "text",
@@ -97,6 +101,8 @@ func (c *Config) register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.ReviewOverdue, "review-overdue", c.ReviewOverdue, "age at which a pending review is listed as overdue")
 	fs.DurationVar(&c.ReviewSweepInterval, "review-sweep-interval", c.ReviewSweepInterval, "how often to raise reviews from the log (they are also raised before every review list)")
 	fs.IntVar(&c.AnomalySubjects, "anomaly-subjects", c.AnomalySubjects, "different people one employee may check in an hour before it is an anomaly")
+	fs.IntVar(&c.AnomalyRepeats, "anomaly-repeats", c.AnomalyRepeats, "checks of the same person by one employee in an hour before it is an anomaly")
+	fs.DurationVar(&c.CheckFloor, "check-floor", c.CheckFloor, `the least time a "clear" check takes, so a check of someone with flags the caller may not see cannot be told from one of someone without flags by timing (0 turns it off)`)
 	fs.StringVar(&c.OfficeHours, "office-hours", c.OfficeHours, `when checks are expected, "HH-HH [mon-fri] [TIME ZONE]"; checks outside are anomalies ("" to turn off)`)
 	fs.StringVar(&c.PprofListen, "pprof-listen", c.PprofListen, "serve Go's pprof profiles on this loopback address (off when empty)")
 	fs.BoolVar(&c.Migrate, "migrate", c.Migrate, "apply database migrations before serving")
@@ -144,6 +150,8 @@ func (c Config) LogValue() slog.Value {
 		slog.Bool("webhook_allow_http", c.WebhookAllowHTTP),
 		slog.Duration("review_overdue", c.ReviewOverdue),
 		slog.Int("anomaly_subjects", c.AnomalySubjects),
+		slog.Int("anomaly_repeats", c.AnomalyRepeats),
+		slog.Duration("check_floor", c.CheckFloor),
 		slog.String("office_hours", c.OfficeHours),
 		slog.Bool("migrate", c.Migrate),
 		slog.String("log_format", c.LogFormat),
@@ -231,11 +239,11 @@ func (c *Config) app() app.Config {
 		Listen: c.Listen, PprofListen: c.PprofListen, BrokerID: c.BrokerID, Keys: c.Keys, Vault: c.Vault,
 		DutyDesk:       broker.Contact{Unit: c.DutyDeskUnit, Phone: c.DutyDeskPhone},
 		EmergencyLimit: c.EmergencyLimit, TestSubjects: c.TestSubjects, ReviewOverdue: c.ReviewOverdue,
-		Anomalies:        broker.AnomalyRules{Window: time.Hour, MaxSubjects: c.AnomalySubjects, Hours: hours},
+		Anomalies:        broker.AnomalyRules{Window: time.Hour, MaxSubjects: c.AnomalySubjects, MaxRepeats: c.AnomalyRepeats, Hours: hours},
 		ShutdownTimeout:  c.ShutdownTimeout,
 		WebhookAllowHTTP: c.WebhookAllowHTTP, WebhookFirstRetry: c.WebhookFirstRetry, WebhookInterval: c.WebhookInterval,
 		ReviewSweepInterval: c.ReviewSweepInterval, CheckpointInterval: c.CheckpointInterval,
-		KeyReloadInterval: c.KeyReloadInterval,
+		KeyReloadInterval: c.KeyReloadInterval, CheckFloor: c.CheckFloor,
 	}
 }
 
