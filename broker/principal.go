@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"slices"
+	"time"
 )
 
 // Roles an agency may vouch for (docs/api.md §1).
@@ -41,6 +42,19 @@ type Principal struct {
 }
 
 type principalKey struct{}
+
+type startKey struct{}
+
+// NewContextWithStart returns ctx carrying the time the request arrived.
+func NewContextWithStart(ctx context.Context, t time.Time) context.Context {
+	return context.WithValue(ctx, startKey{}, t)
+}
+
+// StartFromContext is when the request arrived, or ok false.
+func StartFromContext(ctx context.Context) (t time.Time, ok bool) {
+	t, ok = ctx.Value(startKey{}).(time.Time)
+	return t, ok
+}
 
 // NewContextWithPrincipal returns ctx carrying p.
 func NewContextWithPrincipal(ctx context.Context, p *Principal) context.Context {

@@ -20,7 +20,7 @@ type WebhookURL struct {
 // http:// when allowHTTP), a host, no credentials. Errors: EINVALID.
 func ParseWebhookURL(raw string, allowHTTP bool) (WebhookURL, error) {
 	u, err := url.Parse(raw)
-	ok := err == nil && u.Host != "" && u.User == nil && (u.Scheme == "https" || (u.Scheme == "http" && allowHTTP))
+	ok := err == nil && u.Hostname() != "" && u.User == nil && (u.Scheme == "https" || (u.Scheme == "http" && allowHTTP))
 	if !ok || len(raw) > MaxWebhookURL {
 		return WebhookURL{}, CodeErrorf(EINVALID, CodeInvalidField, "url must be an https:// URL without credentials")
 	}

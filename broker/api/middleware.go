@@ -172,6 +172,10 @@ func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
 func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		start := time.Now()
+		// The service measures the check floor from here: the request's
+		// verification is part of the time a caller sees.
+		r := c.Request()
+		c.SetRequest(r.WithContext(broker.NewContextWithStart(r.Context(), start)))
 		s.metrics.inflight.Inc()
 		defer s.metrics.inflight.Dec()
 		err := next(c)

@@ -68,7 +68,10 @@ const (
 // fields it allows, one audit entry, then the answer. A subject without
 // flags and one whose flags the caller may not see get the same answer.
 func (s *Service) Check(ctx context.Context, p *broker.Principal, req CheckRequest) (*CheckResult, error) {
-	start := time.Now()
+	start, ok := broker.StartFromContext(ctx)
+	if !ok {
+		start = time.Now()
+	}
 	subj, err := broker.ParseSubject(req.Subject, s.TestSubjects)
 	if err != nil {
 		return nil, err

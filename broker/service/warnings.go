@@ -143,6 +143,10 @@ type InboxResult struct {
 // notification from whichever replica stored it) or when the wait ends.
 // Every read is audited, and the flags shown are decided by the policy.
 func (s *Service) Inbox(ctx context.Context, p *broker.Principal, q InboxQuery) (*InboxResult, error) {
+	if q.Limit <= 0 {
+		q.Limit = DefaultInboxLimit
+	}
+	q.Limit = min(q.Limit, MaxInboxLimit)
 	office := q.Office
 	if office == "" {
 		office = p.Office

@@ -104,6 +104,7 @@ func startMain(t testing.TB, dbURL string, mod func(*Config)) (*app.App, string)
 	c.Listen = "127.0.0.1:0"
 	c.Keys = "file:" + t.TempDir()
 	c.TestSubjects = true
+	c.CheckFloor = 0 // the timing test sets its own; others need not wait
 	if mod != nil {
 		mod(&c)
 	}
