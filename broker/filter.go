@@ -53,7 +53,7 @@ type AnomalyRules struct {
 	// window (default 10): probing one person again and again, for instance
 	// to learn from the answer's timing, is a signal too.
 	MaxRepeats int
-	Hours       OfficeHours
+	Hours      OfficeHours
 }
 
 // DuePush is a webhook push to attempt: a warning's delivery to an
