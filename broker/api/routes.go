@@ -13,6 +13,7 @@ import (
 // routes registers the operations of docs/api.md §4–§8 on the /v1 group.
 func (s *Server) routes(g *echo.Group) {
 	g.POST("/flags", s.issueFlag)
+	g.GET("/flags", s.listFlags)
 	g.GET("/flags/:id", s.getFlag)
 	g.POST("/flags/:id/revoke", s.revokeFlag)
 	g.POST("/checks", s.check)
@@ -82,6 +83,25 @@ func (s *Server) issueFlag(c echo.Context) error {
 	}
 	c.Response().Header().Set(echo.HeaderLocation, "/v1/flags/"+res.ID)
 	return c.JSON(http.StatusCreated, res)
+}
+
+func (s *Server) listFlags(c echo.Context) error {
+	q := service.FlagListQuery{All: c.QueryParam("status") == "all"}
+	if v := c.QueryParam("status"); v != "" && v != "all" && v != "active" {
+		return broker.CodeErrorf(broker.EINVALID, broker.CodeInvalidField, "status must be active or all")
+	}
+	if v := c.QueryParam("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return broker.CodeErrorf(broker.EINVALID, broker.CodeInvalidField, "limit must be a number")
+		}
+		q.Limit = n
+	}
+	res, err := s.cfg.Service.ListFlags(c.Request().Context(), principal(c), q)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, res)
 }
 
 func (s *Server) getFlag(c echo.Context) error {
