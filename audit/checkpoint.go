@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
@@ -71,45 +73,140 @@ func OpenCheckpoint(msg string, verifier note.Verifier) (origin string, head Rec
 	return lines[0], Receipt{Seq: count, Hash: hex.EncodeToString(raw)}, nil
 }
 
-// CheckpointStore is where checkpoints are kept.
+// CheckpointStore is where checkpoints are kept, and the part of the log a
+// Checkpointer reads to check that a new head extends the last one signed.
 type CheckpointStore interface {
 	// Head returns the last entry's seq and hash (zero when empty).
 	Head(ctx context.Context) (Receipt, error)
-	// LatestCheckpoint returns the newest checkpoint, or nil.
-	LatestCheckpoint(ctx context.Context) (*Checkpoint, error)
-	// InsertCheckpoint stores a checkpoint; one for a count already
-	// checkpointed (by another replica) is ignored.
+	// CheckpointsBefore returns up to limit stored checkpoints with
+	// count < before, newest first.
+	CheckpointsBefore(ctx context.Context, before int64, limit int) ([]Checkpoint, error)
+	// InsertCheckpoint stores a checkpoint. One for a count already stored
+	// with the same hash (by another replica) is ignored; one with another
+	// hash is an error.
 	InsertCheckpoint(ctx context.Context, cp Checkpoint) error
+	// EntriesRange streams the entries with from < seq <= to in seq order.
+	EntriesRange(ctx context.Context, from, to int64, fn func(*Entry) error) error
 }
+
+// ErrNotExtension is what a Checkpointer returns (wrapped, with the seq and
+// the check that failed) when the log's head does not extend the last head
+// it trusts: entries it covered were changed, removed or re-chained. It
+// signs nothing until the log is consistent with that head again.
+var ErrNotExtension = errors.New("the audit log does not extend the last signed checkpoint")
 
 // Checkpointer signs a checkpoint every Interval when entries were added,
 // and once more when it stops.
+//
+// It signs a head only when that head extends the last one it trusts: the
+// entry at the trusted count still has the trusted hash (and its contents
+// still hash to it), and every entry after it, up to the new head, links to
+// the one before and hashes to its hash. The trusted head is the last one
+// it signed or verified itself (kept in memory: a checkpoint row in the
+// database proves nothing until its signature does), and at start the
+// newest stored checkpoint whose signature verifies with Verifier and
+// states Origin. So a superuser who rewrites and re-chains the tail and
+// deletes the checkpoints over it does not get the forgery signed by a
+// running broker; only the entries since the last checkpoint are read.
+// A broker started after such a rewrite cannot tell it from an honest log
+// (nothing it trusts covers the rewritten part): checkpoints saved outside
+// the database (audit verify --trusted-checkpoint) are what catch that.
 type Checkpointer struct {
 	Store    CheckpointStore
 	Signer   note.Signer
+	Verifier note.Verifier // Signer's own key: which stored checkpoints to trust
 	Origin   string
 	Interval time.Duration // default 5 s
 	Logger   *slog.Logger
 	// OnSigned, when set, is told of each stored checkpoint (for metrics).
 	OnSigned func(Checkpoint)
+	// OnRefused, when set, is told each time a head is refused because it
+	// does not extend the trusted one (for metrics and readiness).
+	OnRefused func(error)
+
+	run          sync.Mutex // one Checkpoint at a time
+	loaded       bool       // trusted was found (at the first Checkpoint)
+	warnedForged int64      // the count of the last unverifiable row warned of
+
+	mu      sync.Mutex // guards trusted and refused for readers
+	trusted Receipt    // the head the next must extend ({0, ""}: none, check from entry 1)
+	refused error      // the last refusal; nil once a head was accepted
 }
 
-// Checkpoint signs and stores a checkpoint of the current head, unless the
-// newest checkpoint already covers it. It reports whether it made one.
+// Refused returns why the last attempt refused to sign (an error wrapping
+// ErrNotExtension), or nil when it did not.
+func (c *Checkpointer) Refused() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.refused
+}
+
+// Trusted returns the head the next checkpoint must extend ({0, ""}: none
+// yet, so the next one is checked from entry 1).
+func (c *Checkpointer) Trusted() Receipt {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.trusted
+}
+
+func (c *Checkpointer) set(trusted Receipt, refused error) {
+	c.mu.Lock()
+	c.trusted, c.refused = trusted, refused
+	c.mu.Unlock()
+}
+
+// Checkpoint signs and stores a checkpoint of the current head, unless it
+// is already checkpointed. It reports whether it made one. A head that does
+// not extend the trusted one, or the newest stored checkpoint that this key
+// signed (another replica's), is refused: an error wrapping
+// ErrNotExtension, logged (seqs only, never entry contents) and passed to
+// OnRefused.
 func (c *Checkpointer) Checkpoint(ctx context.Context) (bool, error) {
+	c.run.Lock()
+	defer c.run.Unlock()
+	if c.Verifier == nil {
+		return false, errors.New("audit checkpointer: no verifier for its own signatures")
+	}
+	trusted := c.Trusted()
+	if !c.loaded {
+		t, err := c.newestOwnCheckpoint(ctx)
+		if err != nil {
+			return false, err
+		}
+		trusted, c.loaded = t, true
+		c.set(trusted, nil)
+	}
 	head, err := c.Store.Head(ctx)
 	if err != nil {
 		return false, fmt.Errorf("read audit head: %w", err)
 	}
-	if head.Seq == 0 {
-		return false, nil
-	}
-	last, err := c.Store.LatestCheckpoint(ctx)
+	// The newest stored checkpoint, when this key signed it (another
+	// replica, or this one before): the head must extend it too.
+	var other *Receipt
+	latest, err := c.Store.CheckpointsBefore(ctx, math.MaxInt64, 1)
 	if err != nil {
 		return false, fmt.Errorf("read latest checkpoint: %w", err)
 	}
-	if last != nil && last.Count >= head.Seq {
-		return false, nil
+	if len(latest) == 1 {
+		if r, ok := c.own(latest[0]); ok {
+			if r.Seq > trusted.Seq || (r.Seq == trusted.Seq && r.Hash != trusted.Hash) {
+				other = &r
+			}
+		} else if latest[0].Count != c.warnedForged {
+			c.warnedForged = latest[0].Count
+			c.logger().Warn("the newest stored audit checkpoint is not signed by this broker's key; ignored (run varsel audit verify)",
+				"subsystem", "audit", "count", latest[0].Count)
+		}
+	}
+	if err := c.extends(ctx, trusted, other, head); err != nil {
+		if errors.Is(err, ErrNotExtension) {
+			c.refuse(trusted, err)
+		}
+		return false, err
+	}
+	if head.Seq == trusted.Seq || (other != nil && *other == head) {
+		c.set(head, nil)
+		return false, nil // nothing new, or another replica signed it
 	}
 	cp, err := SignCheckpoint(c.Origin, head, c.Signer)
 	if err != nil {
@@ -118,20 +215,147 @@ func (c *Checkpointer) Checkpoint(ctx context.Context) (bool, error) {
 	if err := c.Store.InsertCheckpoint(ctx, cp); err != nil {
 		return false, fmt.Errorf("store checkpoint at %d: %w", cp.Count, err)
 	}
+	c.set(head, nil)
 	if c.OnSigned != nil {
 		c.OnSigned(cp)
 	}
 	return true, nil
 }
 
+// own reports whether cp was signed with this checkpointer's key for its
+// origin and states what its row does.
+func (c *Checkpointer) own(cp Checkpoint) (Receipt, bool) {
+	o, head, err := OpenCheckpoint(cp.Note, c.Verifier)
+	if err != nil || o != c.Origin || head.Seq != cp.Count || head.Hash != cp.Hash {
+		return Receipt{}, false
+	}
+	return head, true
+}
+
+func (c *Checkpointer) refuse(trusted Receipt, err error) {
+	c.set(trusted, err)
+	c.logger().Error("audit checkpoint refused: the log does not extend the last signed checkpoint; "+
+		"someone changed the audit log in the database (run varsel audit verify)",
+		"subsystem", "audit", "err", err)
+	if c.OnRefused != nil {
+		c.OnRefused(err)
+	}
+}
+
+func (c *Checkpointer) logger() *slog.Logger {
+	if c.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return c.Logger
+}
+
+// newestOwnCheckpoint finds the newest stored checkpoint that this broker's
+// key signed for its origin, and whose row states what the note does; rows
+// that are not are skipped (and counted in a warning), never trusted. After
+// maxSkipped such rows it gives up and trusts nothing: the next head is
+// then checked from entry 1, which costs more but proves more.
+func (c *Checkpointer) newestOwnCheckpoint(ctx context.Context) (Receipt, error) {
+	const page, maxSkipped = 64, 4096
+	before, skipped := int64(math.MaxInt64), 0
+	defer func() {
+		if skipped > 0 {
+			c.logger().Warn("stored audit checkpoints not signed by this broker's key were skipped (run varsel audit verify)",
+				"subsystem", "audit", "skipped", skipped)
+		}
+	}()
+	for {
+		cps, err := c.Store.CheckpointsBefore(ctx, before, page)
+		if err != nil {
+			return Receipt{}, fmt.Errorf("read checkpoints: %w", err)
+		}
+		for _, cp := range cps {
+			if r, ok := c.own(cp); ok {
+				return r, nil
+			}
+			skipped++
+			before = cp.Count
+		}
+		if len(cps) < page || skipped >= maxSkipped {
+			return Receipt{}, nil
+		}
+	}
+}
+
+// extends checks that head extends trusted, and other (a newer checkpoint
+// signed with this key, or nil), by reading the entries from trusted's seq
+// to head's.
+func (c *Checkpointer) extends(ctx context.Context, trusted Receipt, other *Receipt, head Receipt) error {
+	if other != nil {
+		switch {
+		case other.Seq > head.Seq:
+			return fmt.Errorf("%w: the log ends at %d, before the stored checkpoint at %d", ErrNotExtension, head.Seq, other.Seq)
+		case other.Seq == trusted.Seq:
+			return fmt.Errorf("%w: a stored checkpoint signed with this key names another hash for entry %d than the one this broker trusts",
+				ErrNotExtension, other.Seq)
+		}
+	}
+	switch {
+	case head.Seq < trusted.Seq:
+		return fmt.Errorf("%w: the log ends at %d, before the checkpoint at %d", ErrNotExtension, head.Seq, trusted.Seq)
+	case head.Seq == trusted.Seq && head.Hash != trusted.Hash:
+		return fmt.Errorf("%w: entry %d no longer has the checkpointed hash", ErrNotExtension, head.Seq)
+	case head.Seq == trusted.Seq:
+		return nil
+	}
+	// The trusted entry is read again (its hash must still be the trusted
+	// one, and still recompute), then every entry after it up to head.
+	from, expect := trusted.Seq-1, trusted.Seq
+	prev := Receipt{Seq: 0, Hash: ZeroHash}
+	if trusted.Seq == 0 {
+		from, expect = 0, 1
+	}
+	var buf []byte
+	var bad error
+	err := c.Store.EntriesRange(ctx, from, head.Seq, func(e *Entry) error {
+		var h string
+		h, buf = e.ComputeHash(buf)
+		switch {
+		case e.Seq != expect:
+			bad = fmt.Errorf("%w: entry %d is missing", ErrNotExtension, expect)
+		case e.Seq == trusted.Seq:
+			if e.Hash != trusted.Hash || h != e.Hash {
+				bad = fmt.Errorf("%w: entry %d no longer has the checkpointed hash", ErrNotExtension, e.Seq)
+			}
+		case e.PrevHash != prev.Hash:
+			bad = fmt.Errorf("%w: entry %d does not link to entry %d", ErrNotExtension, e.Seq, prev.Seq)
+		case h != e.Hash:
+			bad = fmt.Errorf("%w: entry %d does not hash to its hash", ErrNotExtension, e.Seq)
+		case other != nil && e.Seq == other.Seq && e.Hash != other.Hash:
+			bad = fmt.Errorf("%w: entry %d no longer has the hash a stored checkpoint signed with this key names", ErrNotExtension, e.Seq)
+		}
+		if bad != nil {
+			return bad
+		}
+		prev, expect = Receipt{Seq: e.Seq, Hash: e.Hash}, expect+1
+		return nil
+	})
+	if bad != nil {
+		return bad
+	}
+	if err != nil {
+		return fmt.Errorf("read audit entries %d..%d: %w", from+1, head.Seq, err)
+	}
+	switch {
+	case expect <= trusted.Seq:
+		return fmt.Errorf("%w: entry %d is missing", ErrNotExtension, trusted.Seq)
+	case prev != head:
+		// Head was read by another query: the head changed in between.
+		// Nothing is signed; the next round reads again.
+		return fmt.Errorf("the audit head moved from %d while it was checked (read up to %d)", head.Seq, prev.Seq)
+	}
+	return nil
+}
+
 // Run checkpoints every Interval until ctx ends, retrying failures with
 // backoff. The final checkpoint is the owner's to make (Checkpoint), once
 // the audit writer has committed its last entries.
 func (c *Checkpointer) Run(ctx context.Context) {
-	log := c.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log := c.logger()
 	interval := c.Interval
 	if interval <= 0 {
 		interval = 5 * time.Second
@@ -146,7 +370,9 @@ func (c *Checkpointer) Run(ctx context.Context) {
 		if _, err := c.Checkpoint(ctx); err != nil && ctx.Err() == nil {
 			failures++
 			wait = min(interval*time.Duration(1<<min(failures, 6)), 2*time.Minute)
-			log.Warn("audit checkpoint failed; retrying", "subsystem", "audit", "err", err, "retry_in", wait)
+			if !errors.Is(err, ErrNotExtension) { // a refusal was logged as an error already
+				log.Warn("audit checkpoint failed; retrying", "subsystem", "audit", "err", err, "retry_in", wait)
+			}
 			continue
 		}
 		failures, wait = 0, interval

@@ -9,7 +9,6 @@
 package audit
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -274,5 +273,3 @@ type Query struct {
 	AfterSeq      int64
 	Limit         int
 }
-
-func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }

@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"sync"
@@ -45,9 +46,14 @@ func (r *Report) fail(seq int64, format string, args ...any) {
 // Verify recomputes every entry's hash, checks that seqs run 1, 2, 3…
 // without a gap, that each prev_hash is the hash before it, and that every
 // checkpoint's signature verifies with verifier and names a hash the chain
-// has at its count. Hashing runs on every core. A nil verifier skips the
-// signature check (the chain is still checked).
+// has at its count, and that each states origin. Hashing runs on every
+// core. A nil verifier skips the signature check (the chain is still
+// checked, and so are the checkpoints' counts and hashes against it); with
+// a verifier, origin is required.
 func Verify(ctx context.Context, src Source, verifier note.Verifier, origin string) (*Report, error) {
+	if verifier != nil && origin == "" {
+		return nil, errors.New("checking checkpoint signatures needs the origin they must state")
+	}
 	rep := &Report{}
 	cps, err := src.Checkpoints(ctx)
 	if err != nil {
@@ -63,7 +69,11 @@ func Verify(ctx context.Context, src Source, verifier note.Verifier, origin stri
 				rep.fail(max(cp.Count, 1), "checkpoint at %d: %v", cp.Count, err)
 				continue
 			}
-			if (origin != "" && o != origin) || head.Seq != cp.Count || head.Hash != cp.Hash {
+			if o != origin {
+				rep.fail(max(cp.Count, 1), "checkpoint at %d: signed for origin %q, not %q", cp.Count, o, origin)
+				continue
+			}
+			if head.Seq != cp.Count || head.Hash != cp.Hash {
 				rep.fail(max(cp.Count, 1), "checkpoint at %d: signed text does not match its record", cp.Count)
 				continue
 			}

@@ -201,11 +201,43 @@ func (s *Store) LatestCheckpoint(ctx context.Context) (*audit.Checkpoint, error)
 	return &cp, nil
 }
 
-// InsertCheckpoint stores a checkpoint unless its count is already there.
+// InsertCheckpoint stores a checkpoint. When its count is already there
+// with the same hash (another replica signed the same head) nothing
+// changes; with another hash it is an error: the row was not written by a
+// checkpointer that saw this chain.
 func (s *Store) InsertCheckpoint(ctx context.Context, cp audit.Checkpoint) error {
-	_, err := s.Pool.Exec(ctx, `INSERT INTO audit_checkpoints (count, hash, note) VALUES ($1, $2, $3)
+	tag, err := s.Pool.Exec(ctx, `INSERT INTO audit_checkpoints (count, hash, note) VALUES ($1, $2, $3)
 		ON CONFLICT (count) DO NOTHING`, cp.Count, cp.Hash, cp.Note)
-	return err
+	if err != nil || tag.RowsAffected() == 1 {
+		return err
+	}
+	// A statement of its own, so that it sees a row committed by a replica
+	// the insert waited for.
+	var stored string
+	if err := s.Pool.QueryRow(ctx, `SELECT hash FROM audit_checkpoints WHERE count = $1`, cp.Count).Scan(&stored); err != nil {
+		return fmt.Errorf("read the checkpoint already stored at %d: %w", cp.Count, err)
+	}
+	if stored != cp.Hash {
+		return fmt.Errorf("a checkpoint with another hash is already stored at %d", cp.Count)
+	}
+	return nil
+}
+
+// CheckpointsBefore returns up to limit checkpoints with count < before,
+// newest first.
+func (s *Store) CheckpointsBefore(ctx context.Context, before int64, limit int) ([]audit.Checkpoint, error) {
+	rows, err := s.Pool.Query(ctx, `SELECT count, hash, note, created_at FROM audit_checkpoints
+		WHERE count < $1 ORDER BY count DESC LIMIT $2`, before, limit)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, scanCheckpoint)
+}
+
+func scanCheckpoint(r pgx.CollectableRow) (audit.Checkpoint, error) {
+	var cp audit.Checkpoint
+	err := r.Scan(&cp.Count, &cp.Hash, &cp.Note, &cp.CreatedAt)
+	return cp, err
 }
 
 // Checkpoints returns every checkpoint, oldest first.
@@ -214,11 +246,7 @@ func (s *Store) Checkpoints(ctx context.Context) ([]audit.Checkpoint, error) {
 	if err != nil {
 		return nil, err
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (audit.Checkpoint, error) {
-		var cp audit.Checkpoint
-		err := r.Scan(&cp.Count, &cp.Hash, &cp.Note, &cp.CreatedAt)
-		return cp, err
-	})
+	return pgx.CollectRows(rows, scanCheckpoint)
 }
 
 const selectEntries = `SELECT seq, ts, actor_agency, actor, role, office, action, decision, subject_ref, flag_ids,

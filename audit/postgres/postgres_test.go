@@ -282,7 +282,7 @@ func TestVerifyFindsTampering(t *testing.T) {
 				}
 			}
 			w.Close()
-			cpr := &audit.Checkpointer{Store: store, Signer: signer, Origin: "varsel-test/audit"}
+			cpr := &audit.Checkpointer{Store: store, Signer: signer, Verifier: verifier, Origin: "varsel-test/audit"}
 			if made, err := cpr.Checkpoint(ctx); err != nil || !made {
 				t.Fatalf("checkpoint: %v %v", made, err)
 			}
@@ -309,7 +309,7 @@ func TestCheckpointer(t *testing.T) {
 	ctx := context.Background()
 	signer, verifier := newSigner(t)
 	store := &auditpg.Store{Pool: runtimePool(t, url)}
-	cpr := &audit.Checkpointer{Store: store, Signer: signer, Origin: "varsel-test/audit", Interval: 50 * time.Millisecond}
+	cpr := &audit.Checkpointer{Store: store, Signer: signer, Verifier: verifier, Origin: "varsel-test/audit", Interval: 50 * time.Millisecond}
 	if made, err := cpr.Checkpoint(ctx); err != nil || made {
 		t.Fatalf("empty log: %v %v", made, err)
 	}

@@ -32,6 +32,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/mod/sumdb/note"
 
 	"varsel/audit"
 	auditpg "varsel/audit/postgres"
@@ -239,10 +240,20 @@ func (a *App) open(ctx context.Context) error {
 
 	a.AuditStore = &auditpg.Store{Pool: db.Pool}
 	a.AuditWriter = audit.NewWriter(a.AuditStore, audit.WriterConfig{Logger: a.log, Registerer: registry})
+	ownVerifier, err := note.NewVerifier(verifierKey)
+	if err != nil {
+		return fmt.Errorf("checkpoint verifier key: %w", err)
+	}
+	refusals := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "varsel_audit_checkpoint_refusals_total",
+		Help: "Checkpoints not signed because the log did not extend the last signed checkpoint (the log was changed).",
+	})
+	registry.MustRegister(refusals)
 	a.Checkpointer = &audit.Checkpointer{
-		Store: a.AuditStore, Signer: signer, Origin: c.BrokerID + "/audit",
+		Store: a.AuditStore, Signer: signer, Verifier: ownVerifier, Origin: c.BrokerID + "/audit",
 		Interval: c.CheckpointInterval, Logger: a.log,
-		OnSigned: func(audit.Checkpoint) { a.lastCheckpoint.Store(time.Now().UnixNano()) },
+		OnSigned:  func(audit.Checkpoint) { a.lastCheckpoint.Store(time.Now().UnixNano()) },
+		OnRefused: func(error) { refusals.Inc() },
 	}
 	a.lastCheckpoint.Store(time.Now().UnixNano())
 	registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -314,8 +325,21 @@ func (a *App) open(ctx context.Context) error {
 			"database":     db.Ping,
 			"keys":         src.Ping,
 			"subject_keys": a.SubjectKeys.Ping,
+			"audit_chain":  a.auditChain,
 		},
 	})
+	return nil
+}
+
+// auditChain is degraded while the checkpointer refuses to sign because
+// the log no longer extends the last signed checkpoint: requests are still
+// answered and audited, but someone changed the log (see the error log and
+// varsel audit verify).
+func (a *App) auditChain(context.Context) error {
+	if err := a.Checkpointer.Refused(); err != nil {
+		return &broker.Error{Kind: broker.EUNAVAILABLE, Code: broker.CodeDegraded,
+			Message: "audit checkpoints refused: the log does not extend the last signed checkpoint", Err: err}
+	}
 	return nil
 }
 

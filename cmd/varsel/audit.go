@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"strings"
@@ -15,16 +16,37 @@ import (
 
 const auditUsage = `Usage: varsel audit SUBCOMMAND [flags]
 
-  verify [--checkpoint-key KEYFILE] [--origin ORIGIN] [--file EXPORT]
+  verify --checkpoint-key KEYFILE [--broker-id ID | --origin ORIGIN] [--file EXPORT]
+         [--trusted-checkpoint FILE]... [--max-unsigned-age 2m]
       Recompute the hash chain and check every signed checkpoint: of the
-      database, or (--file) of an export, offline. Exit 0 when everything
-      holds; otherwise exit 1 naming the first bad seq. KEYFILE holds the
-      note verifier key (as served by GET /v1/audit/key).
-  export --from TIME --to TIME [--out FILE] [--origin ORIGIN]
+      database, or (--file) of an export, offline. KEYFILE holds the note
+      verifier key (as served by GET /v1/audit/key); it is required. Every
+      checkpoint must be signed by it for the origin ORIGIN, by default
+      BROKER-ID/audit ("varsel/audit"), never taken from the file. An export
+      must be in its exact form line by line, its header must agree with its
+      lines, and signed checkpoints must name both its ends.
+      Exit 0 when everything holds; otherwise exit 1 naming what failed (the
+      first bad seq, the line, or the header field).
+  verify --no-signatures [--file EXPORT]
+      Check the chain only, without the key: exit 2 even when it holds,
+      saying that signatures were not checked (a chain alone can be
+      recomputed by whoever rewrote the log).
+  export --from TIME --to TIME [--out FILE] [--broker-id ID | --origin ORIGIN]
       Write the entries of a period as JSON Lines, widened to the signed
       checkpoints around it, with those checkpoints, for a supervisory
       authority to verify offline with varsel audit verify --file.
 `
+
+// exitError is a failure with its own exit code and message.
+type exitError struct {
+	code int
+	msg  string
+}
+
+func (e *exitError) Error() string { return e.msg }
+
+// ExitCode is the process's exit code for this error.
+func (e *exitError) ExitCode() int { return e.code }
 
 func runAudit(ctx context.Context, args []string, o cmdIO) error {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
@@ -40,12 +62,26 @@ func runAudit(ctx context.Context, args []string, o cmdIO) error {
 	return fmt.Errorf("audit: unknown subcommand %q (see varsel audit --help)", args[0])
 }
 
+// registerOrigin adds --broker-id and --origin; the returned function gives
+// the origin to use: --origin, or BROKER-ID/audit.
+func registerOrigin(fs *flag.FlagSet, c *Config) func() string {
+	fs.StringVar(&c.BrokerID, "broker-id", c.BrokerID, "the broker's id: checkpoints' origin is BROKER-ID/audit")
+	origin := fs.String("origin", "", `the checkpoints' origin line (default: BROKER-ID/audit, "varsel/audit")`)
+	return func() string {
+		if *origin != "" {
+			return *origin
+		}
+		return c.BrokerID + "/audit"
+	}
+}
+
 func runAuditVerify(ctx context.Context, args []string, o cmdIO) error {
 	c := DefaultConfig()
-	fs := flagSet("audit verify", "audit verify [--checkpoint-key KEYFILE] [--origin ORIGIN]", o)
+	fs := flagSet("audit verify", "audit verify --checkpoint-key KEYFILE [--broker-id ID | --origin ORIGIN] [--file EXPORT] | --no-signatures", o)
 	c.registerDatabase(fs)
-	keyFile := fs.String("checkpoint-key", "", "file with the checkpoint verifier key (note format); without it, signatures are not checked")
-	origin := fs.String("origin", "", `the checkpoints' origin line, e.g. "varsel/audit" (default: not checked)`)
+	keyFile := fs.String("checkpoint-key", "", "file with the checkpoint verifier key (note format, from GET /v1/audit/key); required unless --no-signatures")
+	noSigs := fs.Bool("no-signatures", false, "check the chain without the key; exits 2 even when it holds, since signatures were not checked")
+	originOf := registerOrigin(fs, &c)
 	file := fs.String("file", "", "verify this export file instead of the database (no database needed)")
 	var trusted stringList
 	fs.Var(&trusted, "trusted-checkpoint", "a checkpoint note saved earlier outside the database (from GET /v1/audit/checkpoint); the chain must still hold it (repeatable)")
@@ -53,8 +89,18 @@ func runAuditVerify(ctx context.Context, args []string, o cmdIO) error {
 	if err := parse(fs, args, o); err != nil {
 		return handled(err)
 	}
+	origin := originOf()
 	var verifier note.Verifier
-	if *keyFile != "" {
+	switch {
+	case *keyFile != "" && *noSigs:
+		return fmt.Errorf("audit verify: --checkpoint-key and --no-signatures exclude each other")
+	case *keyFile == "" && !*noSigs:
+		return fmt.Errorf("audit verify: --checkpoint-key KEYFILE is required (the verifier key from GET /v1/audit/key); --no-signatures checks the chain alone and exits 2")
+	case *noSigs && len(trusted) > 0:
+		return fmt.Errorf("audit verify: --trusted-checkpoint needs --checkpoint-key")
+	case origin == "/audit":
+		return fmt.Errorf("audit verify: --broker-id must not be empty")
+	case *keyFile != "":
 		b, err := readFile(*keyFile)
 		if err != nil {
 			return err
@@ -63,86 +109,80 @@ func runAuditVerify(ctx context.Context, args []string, o cmdIO) error {
 			return fmt.Errorf("audit verify: %s is not a note verifier key: %v", *keyFile, err)
 		}
 	}
-	var src audit.Source
+	var extra []audit.Checkpoint
+	for _, path := range trusted {
+		b, err := readFile(path)
+		if err != nil {
+			return err
+		}
+		o, head, err := audit.OpenCheckpoint(string(b), verifier)
+		if err != nil {
+			return fmt.Errorf("audit verify: trusted checkpoint %s: %w", path, err)
+		}
+		if o != origin {
+			return fmt.Errorf("audit verify: trusted checkpoint %s is signed for origin %q, not %q", path, o, origin)
+		}
+		extra = append(extra, audit.Checkpoint{Count: head.Seq, Hash: head.Hash, Note: string(b), External: true})
+	}
+	start := time.Now()
+	var rep *audit.Report
 	if *file != "" {
 		f := &audit.File{Path: *file}
 		if err := f.Open(); err != nil {
-			return fmt.Errorf("audit verify: %w", err)
+			return fmt.Errorf("audit verify: FAILED: %s: %w", *file, err)
 		}
-		if *origin == "" {
-			*origin = f.Header.Origin
+		var err error
+		if rep, err = audit.VerifyFile(ctx, f, verifier, origin, extra); err != nil {
+			return fmt.Errorf("audit verify: FAILED: %s: %w", *file, err)
 		}
-		src = f
 	} else {
 		db, err := operatorDB(ctx, c)
 		if err != nil {
 			return err
 		}
 		defer db.Close()
-		src = &auditpg.Store{Pool: db.Pool}
-	}
-	if len(trusted) > 0 {
-		if verifier == nil {
-			return fmt.Errorf("audit verify: --trusted-checkpoint needs --checkpoint-key")
+		var src audit.Source = &auditpg.Store{Pool: db.Pool}
+		if len(extra) > 0 {
+			src = audit.WithCheckpoints(src, extra)
 		}
-		var extra []audit.Checkpoint
-		for _, path := range trusted {
-			b, err := readFile(path)
-			if err != nil {
-				return err
-			}
-			_, head, err := audit.OpenCheckpoint(string(b), verifier)
-			if err != nil {
-				return fmt.Errorf("audit verify: trusted checkpoint %s: %w", path, err)
-			}
-			extra = append(extra, audit.Checkpoint{Count: head.Seq, Hash: head.Hash, Note: string(b), External: true})
+		if rep, err = audit.Verify(ctx, src, verifier, origin); err != nil {
+			return fmt.Errorf("audit verify: %w", err)
 		}
-		src = audit.WithCheckpoints(src, extra)
-	}
-	start := time.Now()
-	rep, err := audit.Verify(ctx, src, verifier, *origin)
-	if err != nil {
-		return fmt.Errorf("audit verify: %w", err)
 	}
 	took := time.Since(start)
 	if !rep.OK() {
 		return fmt.Errorf("audit verify: FAILED at seq %d: %s", rep.FirstBad, rep.Problem)
 	}
-	if rep.Unsigned != "" && verifier != nil {
-		// Entries no checkpoint covers: fine when they are seconds old, but an
-		// export must be anchored at both ends, and old unsigned entries in
-		// the database mean checkpoints went missing.
-		if *file != "" {
-			return fmt.Errorf("audit verify: FAILED at seq %d: the export's last entries are not covered by a signed checkpoint", rep.Head.Seq)
-		}
+	if *file == "" && rep.Unsigned != "" && verifier != nil {
+		// Entries no checkpoint covers: fine when they are seconds old, but
+		// old unsigned entries in the database mean checkpoints went missing.
 		if ts, err := time.Parse(audit.TimeFormat, rep.Unsigned); err == nil && *maxUnsigned > 0 && start.Sub(ts) > *maxUnsigned {
 			return fmt.Errorf("audit verify: FAILED: entries since %s are covered by no checkpoint: checkpoints were deleted, or the broker stopped without signing one (start it, or pass --max-unsigned-age 0)", rep.Unsigned)
 		}
 	}
-	if *file != "" && rep.First > 1 && verifier != nil && !hasCheckpointAt(ctx, src, rep.First-1) {
-		return fmt.Errorf("audit verify: FAILED at seq %d: the export's first prev_hash is not named by a signed checkpoint", rep.First)
-	}
 	rate := float64(rep.Entries) / took.Seconds()
-	sig := "signatures checked"
 	if verifier == nil {
-		sig = "signatures NOT checked: no --checkpoint-key"
+		fmt.Fprintf(o.stdout, "chain ok: %d entries, seqs %d..%d, head %s; %.0f entries/s; signatures NOT checked\n",
+			rep.Entries, rep.First, rep.Head.Seq, rep.Head.Hash, rate)
+		return &exitError{code: 2, msg: "audit verify: signatures were not checked (--no-signatures): the chain alone does not show the log is the broker's"}
 	}
-	fmt.Fprintf(o.stdout, "ok: %d entries, head %d %s; %d checkpoints (%s); %.0f entries/s\n",
-		rep.Entries, rep.Head.Seq, rep.Head.Hash, rep.Checkpoints, sig, rate)
+	fmt.Fprintf(o.stdout, "ok: %d entries, seqs %d..%d, head %s; %d checkpoints of %s (signatures checked); %.0f entries/s\n",
+		rep.Entries, rep.First, rep.Head.Seq, rep.Head.Hash, rep.Checkpoints, origin, rate)
 	return nil
 }
 
 func runAuditExport(ctx context.Context, args []string, o cmdIO) error {
 	c := DefaultConfig()
-	fs := flagSet("audit export", "audit export --from TIME --to TIME [--out FILE] [--origin ORIGIN]", o)
+	fs := flagSet("audit export", "audit export --from TIME --to TIME [--out FILE] [--broker-id ID | --origin ORIGIN]", o)
 	c.registerDatabase(fs)
 	fromS := fs.String("from", "", "start of the period, RFC 3339 (inclusive)")
 	toS := fs.String("to", "", "end of the period, RFC 3339 (exclusive)")
 	out := fs.String("out", "", "file to write (default: standard output)")
-	origin := fs.String("origin", "varsel/audit", "the checkpoints' origin line")
+	originOf := registerOrigin(fs, &c)
 	if err := parse(fs, args, o); err != nil {
 		return handled(err)
 	}
+	origin := originOf()
 	from, err1 := time.Parse(time.RFC3339, *fromS)
 	to, err2 := time.Parse(time.RFC3339, *toS)
 	if err1 != nil || err2 != nil || !to.After(from) {
@@ -177,6 +217,14 @@ func runAuditExport(ctx context.Context, args []string, o cmdIO) error {
 			end, endCovered = cp.Count, true
 		}
 	}
+	var inRange []audit.Checkpoint
+	counts := []int64{}
+	for _, cp := range cps {
+		if cp.Count >= start-1 && cp.Count <= end && cp.Count > 0 {
+			inRange = append(inRange, cp)
+			counts = append(counts, cp.Count)
+		}
+	}
 	w := o.stdout
 	if *out != "" {
 		f, err := os.OpenFile(*out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
@@ -186,41 +234,30 @@ func runAuditExport(ctx context.Context, args []string, o cmdIO) error {
 		defer f.Close()
 		w = f
 	}
-	x, err := audit.NewExportWriter(w, audit.ExportHeader{Origin: *origin, FirstSeq: start, LastSeq: end,
-		From: from.UTC(), To: to.UTC(), CreatedAt: time.Now().UTC()})
+	// The header states what follows; audit verify --file checks it.
+	x, err := audit.NewExportWriter(w, audit.ExportHeader{Origin: origin, FirstSeq: start, LastSeq: end,
+		Entries: end - start + 1, Checkpoints: counts, From: from.UTC(), To: to.UTC(), CreatedAt: time.Now().UTC()})
 	if err != nil {
 		return err
 	}
-	n := 0
+	n := int64(0)
 	if err := store.EntriesRange(ctx, start-1, end, func(e *audit.Entry) error { n++; return x.Entry(e) }); err != nil {
 		return fmt.Errorf("audit export: %w", err)
 	}
-	for _, cp := range cps {
-		if cp.Count >= start-1 && cp.Count <= end && cp.Count > 0 {
-			if err := x.Checkpoint(cp); err != nil {
-				return err
-			}
+	for _, cp := range inRange {
+		if err := x.Checkpoint(cp); err != nil {
+			return err
 		}
 	}
 	if err := x.Close(); err != nil {
 		return fmt.Errorf("audit export: %w", err)
+	}
+	if n != end-start+1 {
+		return fmt.Errorf("audit export: the log has %d entries in %d..%d, not %d: entries are missing (run varsel audit verify); the file will not verify", n, start, end, end-start+1)
 	}
 	if !endCovered {
 		fmt.Fprintf(o.stderr, "warning: entries after the last checkpoint are not yet covered by a signature; export again after the next checkpoint\n")
 	}
 	fmt.Fprintf(o.stderr, "exported entries %d..%d (%d) for %s..%s\n", start, end, n, from.Format(time.RFC3339), to.Format(time.RFC3339))
 	return nil
-}
-
-func hasCheckpointAt(ctx context.Context, src audit.Source, count int64) bool {
-	cps, err := src.Checkpoints(ctx)
-	if err != nil {
-		return false
-	}
-	for _, cp := range cps {
-		if cp.Count == count {
-			return true
-		}
-	}
-	return false
 }

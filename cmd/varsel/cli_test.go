@@ -243,7 +243,7 @@ func TestAgencyChangesAuditedCLI(t *testing.T) {
 
 	// The chain verifies; then a broker signs a checkpoint over it and an
 	// employee of the re-enabled agency, and the signatures verify too.
-	if out, err := cliOn(t, db, "audit", "verify"); err != nil || !strings.Contains(out, "ok: 5 entries") {
+	if out, err := cliOn(t, db, "audit", "verify", "--no-signatures"); exitCode(err) != 2 || !strings.Contains(out, "chain ok: 5 entries") {
 		t.Fatalf("verify: %v %s", err, out)
 	}
 	signer, err := client.LoadSigner("nav-ops", priv)

@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -19,6 +20,16 @@ func main() {
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "varsel: "+oneLine(broker.ErrorMessage(err)))
-		os.Exit(1)
+		os.Exit(exitCodeOf(err))
 	}
+}
+
+// exitCodeOf is 1 for a failure, or the code an error carries (audit verify
+// --no-signatures exits 2).
+func exitCodeOf(err error) int {
+	var e *exitError
+	if errors.As(err, &e) && e.code > 1 {
+		return e.code
+	}
+	return 1
 }
