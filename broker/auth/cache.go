@@ -21,11 +21,10 @@ type Registry interface {
 // KeyCache keeps the whole registry (every agency and its active keys) in
 // memory as one snapshot, refreshed at most every TTL, so that a key added
 // or retired (or an agency disabled) takes effect on every replica within
-// TTL. An issuer that is not registered costs nothing: it is not in the
-// snapshot, and no flood of invented issuers causes a query or evicts a
-// real agency. An unknown kid of a registered agency makes it look again,
-// at most once per MinRefresh for the whole registry, so a freshly rotated
-// key works without waiting. When the registry cannot be read, the last
+// TTL. An unknown issuer or kid makes it look again, at most once per
+// MinRefresh for the whole registry, so a freshly registered agency or
+// rotated key works within a second, while a flood of invented issuers
+// costs at most one query per MinRefresh and cannot evict a real agency. When the registry cannot be read, the last
 // snapshot is used for at most MaxStale, then requests are refused.
 type KeyCache struct {
 	Registry   Registry
@@ -65,8 +64,11 @@ func (c *KeyCache) Lookup(ctx context.Context, agencyID, kid string) (*broker.Ag
 	s, tried := c.snap, c.tried
 	c.mu.RUnlock()
 	refresh := s == nil || now.Sub(s.fetched) > ttl
-	if !refresh && s.agencies[agencyID] != nil && s.keys[agencyID][kid] == nil && now.Sub(tried) > minRefresh {
-		refresh = true // perhaps a key added since
+	if !refresh && s.keys[agencyID][kid] == nil && now.Sub(tried) > minRefresh {
+		// Perhaps an agency or a key added since: look again, at most once
+		// per MinRefresh for all callers together, so a flood of invented
+		// issuers or kids costs one query a second, not one each.
+		refresh = true
 	}
 	if refresh {
 		fresh, err := c.refresh(ctx)

@@ -147,8 +147,9 @@ func (r *countingRegistry) Agencies(ctx context.Context) ([]*broker.Agency, erro
 	return r.Registry.Agencies(ctx)
 }
 
-// TestUnknownIssuersCostNothing: a flood of invented issuers makes no
-// registry read and does not push the real agencies out.
+// TestUnknownIssuersCostNothing: a flood of invented issuers within one
+// MinRefresh makes no registry read and does not push the real agencies
+// out.
 func TestUnknownIssuersCostNothing(t *testing.T) {
 	police := newSpellingAgency(t, broker.KindPolice)
 	reg := &countingRegistry{Registry: testDB}

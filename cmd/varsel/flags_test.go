@@ -33,6 +33,7 @@ type world struct {
 	base                                       string
 	main                                       *app.App
 	police, navState, navMun, health, navOther *client.Signer
+	ops                                        *client.Signer // the broker operator's auditors
 }
 
 func newWorld(t testing.TB, mod func(*Config)) *world {
@@ -44,6 +45,7 @@ func newWorld(t testing.TB, mod func(*Config)) *world {
 	w.navMun = registerOn(t, db, "oslo-kommune", "nav-municipal", "nav-grorud", "nav-arstad")
 	w.health = registerOn(t, db, "ous", "health", "ous-psyk")
 	w.navOther = registerOn(t, db, "nav-vest", "nav-state", "nav-bergen")
+	w.ops = registerOn(t, db, "ops-audit", "broker")
 	w.main, w.base = startMain(t, db, func(c *Config) {
 		c.DutyDeskPhone = "+47 11 22 33 44"
 		if mod != nil {

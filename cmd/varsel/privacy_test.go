@@ -102,7 +102,7 @@ func TestEmergencyReviewAndScope(t *testing.T) {
 		t.Fatalf("still pending: %+v", pending.Reviews)
 	}
 	// The operator's auditors see both.
-	ops := registerOn(t, w.db, "ops-audit", "broker")
+	ops := w.ops
 	var all reviewList
 	if _, err := w.as(ops, "auditor", "privacy-officer", "").JSON(ctx, "GET", "/v1/audit/reviews?status=all", nil, &all); err != nil || len(all.Reviews) != 2 {
 		t.Fatalf("auditors: %v %+v", err, all.Reviews)
@@ -177,7 +177,7 @@ func TestSubjectReportAndStats(t *testing.T) {
 	}
 
 	// Stats match the entries counted directly.
-	ops := registerOn(t, w.db, "ops-audit", "broker")
+	ops := w.ops
 	for _, group := range []string{"agency", "action", "legal_basis", "day"} {
 		var st service.Stats
 		if _, err := w.as(ops, "auditor", "privacy-officer", "").JSON(ctx, "GET", "/v1/audit/stats?group_by="+group, nil, &st); err != nil {

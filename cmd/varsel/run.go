@@ -41,6 +41,7 @@ func commands() []command {
 		{"warn", "send a police warning to named offices (as a police liaison)", runWarn},
 		{"inbox", "read an office's warning inbox, optionally following it", runInbox},
 		{"call", "send one signed request to a broker, as an agency's employee", runCall},
+		{"portal", "serve the agency portal: staff sign in with the agency's login and use Varsel in a browser", runPortal},
 		{"version", "print the version", func(_ context.Context, _ []string, o cmdIO) error {
 			fmt.Fprintln(o.stdout, "varsel", version)
 			return nil
