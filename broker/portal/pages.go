@@ -230,7 +230,9 @@ func (p *Portal) flagPageData(ctx context.Context, s *Session, warning bool) (*f
 		Kinds: broker.AudienceKinds, Bases: bases, Warning: warning}, nil
 }
 
-func (p *Portal) flagForm(w http.ResponseWriter, r *http.Request, s *Session) { p.showFlagForm(w, r, s, false) }
+func (p *Portal) flagForm(w http.ResponseWriter, r *http.Request, s *Session) {
+	p.showFlagForm(w, r, s, false)
+}
 func (p *Portal) warningForm(w http.ResponseWriter, r *http.Request, s *Session) {
 	p.showFlagForm(w, r, s, true)
 }
@@ -249,7 +251,9 @@ func (p *Portal) showFlagForm(w http.ResponseWriter, r *http.Request, s *Session
 	p.render(w, r, http.StatusOK, page, data, &view{Session: s, Form: url.Values{"valid_until": {until}, "level": {broker.LevelHigh}}})
 }
 
-func (p *Portal) flagPost(w http.ResponseWriter, r *http.Request, s *Session) { p.postFlag(w, r, s, false) }
+func (p *Portal) flagPost(w http.ResponseWriter, r *http.Request, s *Session) {
+	p.postFlag(w, r, s, false)
+}
 func (p *Portal) warningPost(w http.ResponseWriter, r *http.Request, s *Session) {
 	p.postFlag(w, r, s, true)
 }

@@ -75,8 +75,8 @@ func runPortal(ctx context.Context, args []string, o cmdIO) error {
 		return err
 	}
 	cfg := portal.Config{PublicURL: *public, BrokerURL: *brokerURL, BrokerID: *brokerID,
-		OIDC:   portal.OIDC{Issuer: *issuer, ClientID: *clientID, ClientSecret: *clientSecret},
-		Claims: portal.Claims{Groups: map[string]string{}, GroupsClaim: *groupsClaim, OfficeClaim: *officeClaim, AgencyClaim: *agencyClaim},
+		OIDC:        portal.OIDC{Issuer: *issuer, ClientID: *clientID, ClientSecret: *clientSecret},
+		Claims:      portal.Claims{Groups: map[string]string{}, GroupsClaim: *groupsClaim, OfficeClaim: *officeClaim, AgencyClaim: *agencyClaim},
 		IdleTimeout: *idle, MaxSession: *maxSession, TestSubjects: *testSubjects, Logger: log}
 	if cfg.PublicURL == "" {
 		cfg.PublicURL = "http://" + *listen
