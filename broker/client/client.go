@@ -229,3 +229,19 @@ func (e *StatusError) Error() string {
 	}
 	return fmt.Sprintf("status %d", e.Response.Status)
 }
+
+// NewOpaqueSigner makes a Signer whose key is held elsewhere (Vault
+// Transit): op signs, and its public key carries the registered kid.
+func NewOpaqueSigner(agency string, op jose.OpaqueSigner) (*Signer, error) {
+	pub := op.Public()
+	algs := op.Algs()
+	if pub == nil || pub.KeyID == "" || len(algs) != 1 {
+		return nil, fmt.Errorf("opaque signer: need one algorithm and a public key with a kid")
+	}
+	opts := (&jose.SignerOptions{}).WithType(auth.TokenType).WithHeader("kid", pub.KeyID)
+	s, err := jose.NewSigner(jose.SigningKey{Algorithm: algs[0], Key: op}, opts)
+	if err != nil {
+		return nil, fmt.Errorf("make signer: %w", err)
+	}
+	return &Signer{Agency: agency, kid: pub.KeyID, signer: s}, nil
+}

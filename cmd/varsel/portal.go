@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"varsel/broker/client"
+	"varsel/broker/keys"
 	"varsel/broker/portal"
 )
 
@@ -47,7 +48,7 @@ func runPortal(ctx context.Context, args []string, o cmdIO) error {
 	brokerURL := fs.String("broker-url", "http://127.0.0.1:8080", "the broker's URL")
 	brokerID := fs.String("broker-id", "varsel", "the broker's id (the tokens' aud)")
 	var agencies stringList
-	fs.Var(&agencies, "agency", "ID=PRIVATE.jwk: an agency and its signing key (repeatable; one in production)")
+	fs.Var(&agencies, "agency", "ID=PRIVATE.jwk, or ID=vault:MOUNT/keys/NAME#KID (a Vault Transit key, VAULT_ADDR and VAULT_TOKEN or AppRole from the environment): an agency and its signing key (repeatable; one in production)")
 	issuer := fs.String("oidc-issuer", "", "the staff login's OpenID provider (issuer URL)")
 	clientID := fs.String("oidc-client-id", "varsel-portal", "the portal's client id at the provider")
 	clientSecret := fs.String("oidc-client-secret", "", "the portal's client secret (secret: prefer VARSEL_OIDC_CLIENT_SECRET)")
@@ -88,13 +89,36 @@ func runPortal(ctx context.Context, args []string, o cmdIO) error {
 		}
 		cfg.Claims.Groups[g] = role
 	}
-	for _, a := range agencies {
-		id, path, ok := strings.Cut(a, "=")
-		if !ok {
-			return fmt.Errorf("portal: --agency %q: want ID=PRIVATE.jwk", a)
+	var vault *keys.Vault
+	defer func() {
+		if vault != nil {
+			vault.Close()
 		}
-		s, err := client.LoadSigner(id, path)
-		if err != nil {
+	}()
+	for _, a := range agencies {
+		id, where, ok := strings.Cut(a, "=")
+		if !ok {
+			return fmt.Errorf("portal: --agency %q: want ID=PRIVATE.jwk or ID=vault:MOUNT/keys/NAME#KID", a)
+		}
+		var s *client.Signer
+		if spec, ok := strings.CutPrefix(where, "vault:"); ok {
+			path, kid, ok := strings.Cut(spec, "#")
+			if !ok || kid == "" {
+				return fmt.Errorf("portal: --agency %s: want vault:MOUNT/keys/NAME#KID", id)
+			}
+			if vault == nil {
+				if vault, err = keys.OpenVault(ctx, keys.VaultConfigFromEnv(o.getenv)); err != nil {
+					return fmt.Errorf("portal: %w", err)
+				}
+			}
+			op, err := vault.TransitAgencySigner(ctx, path, kid)
+			if err != nil {
+				return fmt.Errorf("portal: agency %s: %w", id, err)
+			}
+			if s, err = client.NewOpaqueSigner(id, op); err != nil {
+				return fmt.Errorf("portal: agency %s: %w", id, err)
+			}
+		} else if s, err = client.LoadSigner(id, where); err != nil {
 			return fmt.Errorf("portal: agency %s: %w", id, err)
 		}
 		cfg.Agencies = append(cfg.Agencies, portal.Agency{ID: id, Signer: s})
