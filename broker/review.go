@@ -35,6 +35,14 @@ type Review struct {
 	LegalBasis    string   `json:"legal_basis"`
 	FlagIDs       []string `json:"flag_ids"`
 	Justification string   `json:"justification"`
+	// Projected is set when the reviewed entry is shown through the
+	// caller's projection (every caller but the operator's auditors).
+	Projected bool `json:"projected"`
+	// What the projection needs of the reviewed entry besides the above;
+	// never sent.
+	Decision   string   `json:"-"`
+	Reasons    []string `json:"-"`
+	SubjectRef string   `json:"-"`
 }
 
 // ReportItem is one disclosure about a person, for an access request.
@@ -49,6 +57,20 @@ type ReportItem struct {
 	LegalBasis string    `json:"legal_basis"`
 	Emergency  bool      `json:"emergency"`
 	Verdict    string    `json:"verdict,omitempty"` // of its emergency review, when there is one
+	Projected  bool      `json:"projected"`
+	// What the projection needs of the entry besides the above; never sent.
+	Actor      string   `json:"-"`
+	Decision   string   `json:"-"`
+	Reasons    []string `json:"-"`
+	SubjectRef string   `json:"-"`
+}
+
+// FlagOrigin is what the privacy officers' projection needs to know of a
+// flag named in an audit entry: who issued it, under which basis, about whom.
+type FlagOrigin struct {
+	Issuer     string
+	LegalBasis string
+	SubjectRef string
 }
 
 // StatRow is one group of audit figures.

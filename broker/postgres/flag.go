@@ -166,3 +166,26 @@ func (db *DB) OfficeKinds(ctx context.Context, offices []string) (map[string][]s
 	}
 	return out, rows.Err()
 }
+
+// FlagOrigins returns the issuer, basis and subject of each of the flags
+// named (for the privacy officers' projection); an id with no flag is absent.
+func (db *DB) FlagOrigins(ctx context.Context, ids []string) (map[string]broker.FlagOrigin, error) {
+	out := make(map[string]broker.FlagOrigin, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	rows, err := db.Pool.Query(ctx, `SELECT id, issuer, legal_basis, subject_ref FROM flags WHERE id = ANY($1)`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("look up flag origins: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		var o broker.FlagOrigin
+		if err := rows.Scan(&id, &o.Issuer, &o.LegalBasis, &o.SubjectRef); err != nil {
+			return nil, err
+		}
+		out[id] = o
+	}
+	return out, rows.Err()
+}

@@ -145,13 +145,13 @@ func (db *DB) DetectAnomalies(ctx context.Context, after int64, rules broker.Ano
 const reviewColumns = `r.seq, r.kind, r.reason, r.actor_agency, r.actor, r.ts, r.created_at, r.status, r.note,
 	r.judged_by, r.judged_agency, r.judged_at, r.verdict_seq,
 	r.status = 'pending' AND r.created_at < now() - make_interval(secs => $1),
-	e.action, e.office, e.role, e.legal_basis, e.flag_ids, e.justification`
+	e.action, e.office, e.role, e.legal_basis, e.flag_ids, e.justification, e.decision, e.reasons, e.subject_ref`
 
 func scanReview(row pgx.Row) (*broker.Review, error) {
 	var r broker.Review
 	err := row.Scan(&r.Seq, &r.Kind, &r.Reason, &r.ActorAgency, &r.Actor, &r.At, &r.CreatedAt, &r.Status, &r.Note,
 		&r.JudgedBy, &r.JudgedAgency, &r.JudgedAt, &r.VerdictSeq, &r.Overdue,
-		&r.Action, &r.Office, &r.Role, &r.LegalBasis, &r.FlagIDs, &r.Justification)
+		&r.Action, &r.Office, &r.Role, &r.LegalBasis, &r.FlagIDs, &r.Justification, &r.Decision, &r.Reasons, &r.SubjectRef)
 	if err != nil {
 		return nil, err
 	}
@@ -225,11 +225,12 @@ const scopeClause = `($1 = '' OR e.actor_agency = $1 OR (e.decision = 'allow' AN
 
 // SubjectReport lists every disclosure about a person (by subject ref)
 // within scope: checks that disclosed flags, and inbox reads and pushes of
-// warnings about them, with the verdict of any emergency review.
+// warnings about them, with the verdict of any emergency review. The items
+// are the entries as logged, for the caller to project.
 func (db *DB) SubjectReport(ctx context.Context, scope string, subjectRefs []string) ([]broker.ReportItem, error) {
 	rows, err := db.Pool.Query(ctx, `
 		SELECT e.seq, e.ts, e.actor_agency, e.office, e.role, e.action, e.flag_ids, e.legal_basis, e.emergency,
-		       coalesce(r.status, '')
+		       coalesce(r.status, ''), e.actor, e.decision, e.reasons, e.subject_ref
 		FROM audit_entries e LEFT JOIN reviews r ON r.seq = e.seq AND r.kind = 'emergency'
 		WHERE `+scopeClause+` AND e.decision = 'allow' AND e.action = ANY($3) AND cardinality(e.flag_ids) > 0
 		  AND (e.subject_ref = ANY($2) OR e.flag_ids && ARRAY(SELECT id FROM flags WHERE subject_ref = ANY($2)))
@@ -242,7 +243,7 @@ func (db *DB) SubjectReport(ctx context.Context, scope string, subjectRefs []str
 	for rows.Next() {
 		var it broker.ReportItem
 		if err := rows.Scan(&it.Seq, &it.At, &it.Agency, &it.Office, &it.Role, &it.Action, &it.FlagIDs, &it.LegalBasis,
-			&it.Emergency, &it.Verdict); err != nil {
+			&it.Emergency, &it.Verdict, &it.Actor, &it.Decision, &it.Reasons, &it.SubjectRef); err != nil {
 			return nil, err
 		}
 		it.At = it.At.UTC()
@@ -251,30 +252,47 @@ func (db *DB) SubjectReport(ctx context.Context, scope string, subjectRefs []str
 	return out, rows.Err()
 }
 
-// statGroups are the SQL of each of broker.StatGroups.
+// statGroups are the SQL of each of broker.StatGroups, over the projected
+// entries v of Stats.
 var statGroups = map[string]string{
-	"agency":      `e.actor_agency`,
-	"action":      `e.action`,
-	"day":         `to_char(e.ts AT TIME ZONE 'UTC', 'YYYY-MM-DD')`,
-	"legal_basis": `unnest(CASE WHEN e.legal_basis = '' THEN ARRAY[''] ELSE string_to_array(e.legal_basis, ',') END)`,
+	"agency":      `v.actor_agency`,
+	"action":      `v.action`,
+	"day":         `to_char(v.ts AT TIME ZONE 'UTC', 'YYYY-MM-DD')`,
+	"legal_basis": `unnest(CASE WHEN v.legal_basis = '' THEN ARRAY[''] ELSE string_to_array(v.legal_basis, ',') END)`,
 }
 
+// flagBasisSQL is the basis entry e disclosed flag f under: the
+// life-and-health exception's for a flag only the exception revealed
+// (marked in the entry's reasons), the flag's own otherwise. The same rule
+// as service's projection (flagBasis).
+const flagBasisSQL = `CASE WHEN ('emergency_flag:' || f.id) = ANY(e.reasons) THEN 'fvl-13b-7' ELSE f.legal_basis END`
+
 // Stats counts checks, disclosures, denials, emergency uses and anomalies
-// in [from, to) within scope, grouped.
+// in [from, to) within scope, grouped, over the entries as the scope's
+// privacy officers see them (service's projection): another agency's
+// entry, in scope because it disclosed the scope's flags, counts under the
+// bases of those flags only, and its anomaly reviews (about that agency's
+// employee) do not count.
 func (db *DB) Stats(ctx context.Context, scope string, from, to time.Time, groupBy string) ([]broker.StatRow, error) {
 	key, ok := statGroups[groupBy]
 	if !ok {
 		return nil, broker.CodeErrorf(broker.EINVALID, broker.CodeInvalidField, "group_by must be agency, legal_basis, action or day")
 	}
 	rows, err := db.Pool.Query(ctx, `
+		WITH v AS (
+			SELECT e.ts, e.actor_agency, e.action, e.decision, e.flag_ids, e.emergency,
+			       CASE WHEN $1 = '' OR e.actor_agency = $1 THEN e.legal_basis
+			            ELSE coalesce((SELECT string_agg(DISTINCT `+flagBasisSQL+`, ',')
+			                           FROM flags f WHERE f.id = ANY(e.flag_ids) AND f.issuer = $1), '') END AS legal_basis,
+			       ($1 = '' OR e.actor_agency = $1)
+			         AND EXISTS (SELECT 1 FROM reviews r WHERE r.seq = e.seq AND r.kind = 'anomaly') AS anomaly
+			FROM audit_entries e WHERE `+scopeClause+` AND e.ts >= $2 AND e.ts < $3)
 		SELECT k, count(*) FILTER (WHERE action = 'check'),
 		       count(*) FILTER (WHERE decision = 'allow' AND action = ANY($4) AND cardinality(flag_ids) > 0),
 		       count(*) FILTER (WHERE decision = 'deny'),
 		       count(*) FILTER (WHERE emergency AND decision = 'allow'),
 		       count(*) FILTER (WHERE anomaly)
-		FROM (SELECT `+key+` AS k, e.action, e.decision, e.flag_ids, e.emergency,
-		             EXISTS (SELECT 1 FROM reviews r WHERE r.seq = e.seq AND r.kind = 'anomaly') AS anomaly
-		      FROM audit_entries e WHERE `+scopeClause+` AND e.ts >= $2 AND e.ts < $3) x
+		FROM (SELECT `+key+` AS k, v.action, v.decision, v.flag_ids, v.emergency, v.anomaly FROM v) x
 		GROUP BY k ORDER BY k`, scope, from, to, DisclosureActions)
 	if err != nil {
 		return nil, fmt.Errorf("audit stats: %w", err)

@@ -246,8 +246,7 @@ func (db *DB) Disclosures(ctx context.Context, issuer string, after int64, limit
 			WHERE seq > $2 AND decision = 'allow' AND action = ANY($4) AND actor_agency <> $1
 			  AND flag_ids && ARRAY(SELECT id FROM flags WHERE issuer = $1)
 			ORDER BY seq LIMIT $3)
-		SELECT e.seq, f.id, e.ts, e.actor_agency, e.office, e.role, e.action, e.emergency, f.legal_basis,
-		       ('emergency_flag:' || f.id) = ANY(e.reasons)
+		SELECT e.seq, f.id, e.ts, e.actor_agency, e.office, e.role, e.action, e.emergency, `+flagBasisSQL+`
 		FROM e JOIN flags f ON f.id = ANY(e.flag_ids) AND f.issuer = $1
 		ORDER BY e.seq, f.id`, issuer, after, limit, DisclosureActions)
 	if err != nil {
@@ -257,17 +256,11 @@ func (db *DB) Disclosures(ctx context.Context, issuer string, after int64, limit
 	out := []broker.Disclosure{}
 	for rows.Next() {
 		var d broker.Disclosure
-		var flagBasis string
-		var byException bool
-		if err := rows.Scan(&d.Seq, &d.FlagID, &d.At, &d.Agency, &d.Office, &d.Role, &d.Action, &d.Emergency, &flagBasis, &byException); err != nil {
-			return nil, err
-		}
 		// A normally visible flag is disclosed under its own basis; one the
 		// check saw only through the life-and-health exception (marked in
 		// the entry's reasons) under fvl-13b-7.
-		d.LegalBasis = flagBasis
-		if byException {
-			d.LegalBasis = "fvl-13b-7"
+		if err := rows.Scan(&d.Seq, &d.FlagID, &d.At, &d.Agency, &d.Office, &d.Role, &d.Action, &d.Emergency, &d.LegalBasis); err != nil {
+			return nil, err
 		}
 		d.At = d.At.UTC()
 		out = append(out, d)

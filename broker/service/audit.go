@@ -30,14 +30,15 @@ const (
 // AuditSearchResult is the answer: the entries, and where the search itself
 // was recorded.
 type AuditSearchResult struct {
-	Entries []audit.Entry `json:"entries"`
+	Entries []EntryView   `json:"entries"`
 	Next    int64         `json:"next_after_seq,omitempty"`
 	Audit   audit.Receipt `json:"audit"`
 }
 
 // SearchAudit lets a privacy officer search the log: entries whose actor is
-// in the officer's agency or that disclosed a flag it issued; the broker
-// operator's auditors see all. The search is itself audited.
+// in the officer's agency or that disclosed a flag it issued, each as the
+// officer's agency may see it (projection.go); the broker operator's
+// auditors see all, whole. The search is itself audited.
 func (s *Service) SearchAudit(ctx context.Context, p *broker.Principal, req AuditSearch) (*AuditSearchResult, error) {
 	ref := ""
 	q := audit.Query{ActorAgency: req.ActorAgency, Actor: req.Actor, EmergencyOnly: req.EmergencyOnly, AfterSeq: req.AfterSeq, Limit: req.Limit}
@@ -74,12 +75,35 @@ func (s *Service) SearchAudit(ctx context.Context, p *broker.Principal, req Audi
 	if _, err := s.authorize(ctx, p, policies.ActionAuditSearch, nil, func(e *audit.Entry) { e.SubjectRef = ref }); err != nil {
 		return nil, err
 	}
-	if p.AgencyKind != broker.KindBroker {
-		q.Scope = p.Agency
+	q.Scope = scope(p)
+	// Another agency's employee ids are not in an officer's view, so they
+	// cannot be searched for either: actor means one of the caller's own.
+	actorElsewhere := q.Scope != "" && q.Actor != "" && q.ActorAgency != "" && q.ActorAgency != q.Scope
+	if q.Scope != "" && q.Actor != "" {
+		q.ActorAgency = q.Scope
 	}
-	entries, err := s.AuditReader.Search(ctx, q)
+	var entries []audit.Entry
+	if !actorElsewhere {
+		var err error
+		if entries, err = s.AuditReader.Search(ctx, q); err != nil {
+			return nil, &broker.Error{Kind: broker.EUNAVAILABLE, Code: broker.CodeAuditUnavailable, Message: "the audit log cannot be read", Err: err}
+		}
+	}
+	pr, err := s.newProjection(ctx, p, flagIDsOf(entries, func(e *audit.Entry) []string { return e.FlagIDs }))
 	if err != nil {
-		return nil, &broker.Error{Kind: broker.EUNAVAILABLE, Code: broker.CodeAuditUnavailable, Message: "the audit log cannot be read", Err: err}
+		return nil, err
+	}
+	views := make([]EntryView, 0, len(entries))
+	for i := range entries {
+		v := pr.project(&entries[i])
+		// The subject matched the entry's subject_ref; when the view
+		// withholds it, the match must show in the view (one of the
+		// viewer's flags about the person) or the entry is left out, so the
+		// filter cannot tell what the view does not.
+		if len(q.SubjectRefs) > 0 && v.SubjectRef == "" && !pr.about(v.FlagIDs, q.SubjectRefs) {
+			continue
+		}
+		views = append(views, v)
 	}
 	e := s.entry(p, policies.ActionAuditSearch, audit.Allow)
 	e.SubjectRef = ref
@@ -87,8 +111,8 @@ func (s *Service) SearchAudit(ctx context.Context, p *broker.Principal, req Audi
 	if err != nil {
 		return nil, err
 	}
-	res := &AuditSearchResult{Entries: entries, Audit: receipt}
-	if len(entries) == q.Limit {
+	res := &AuditSearchResult{Entries: views, Audit: receipt}
+	if len(entries) == q.Limit { // a full page was read, though the view may show fewer
 		res.Next = entries[len(entries)-1].Seq
 	}
 	return res, nil

@@ -103,7 +103,7 @@ func (c chainVerified) Run() int {
 		return code
 	}
 	rep, err := audit.Verify(context.Background(), auditStore, nil, "")
-	if err != nil || !rep.OK() || rep.Entries == 0 {
+	if err != nil || !rep.OK() {
 		fmt.Fprintf(os.Stderr, "audit chain after the tests: %v %+v\n", err, rep)
 		return 1
 	}

@@ -108,8 +108,9 @@ type ReviewList struct {
 }
 
 // ListReviews lists the reviews of the caller's agency's decisions (all,
-// for the operator's auditors). A review pending longer than ReviewOverdue
-// is marked overdue.
+// for the operator's auditors), each reviewed entry as the caller may see it
+// (projection.go). A review pending longer than ReviewOverdue is marked
+// overdue.
 func (s *Service) ListReviews(ctx context.Context, p *broker.Principal, rq broker.ReviewFilter) (*ReviewList, error) {
 	if rq.Limit == 0 {
 		rq.Limit = DefaultSearchLimit
@@ -130,6 +131,13 @@ func (s *Service) ListReviews(ctx context.Context, p *broker.Principal, rq broke
 	reviews, err := s.Reviews.Reviews(ctx, rq)
 	if err != nil {
 		return nil, &broker.Error{Kind: broker.EUNAVAILABLE, Code: broker.CodeAuditUnavailable, Message: "reviews cannot be read", Err: err}
+	}
+	pr, err := s.newProjection(ctx, p, flagIDsOf(reviews, func(r **broker.Review) []string { return (*r).FlagIDs }))
+	if err != nil {
+		return nil, err
+	}
+	for i, r := range reviews {
+		reviews[i] = pr.projectReview(r)
 	}
 	e := s.entry(p, "audit.reviews", audit.Allow)
 	e.Reasons = []string{"status:" + rq.Status}
@@ -216,6 +224,13 @@ func (s *Service) Judge(ctx context.Context, p *broker.Principal, seqText string
 		}
 		return nil, broker.CodeErrorf(broker.EFORBIDDEN, broker.CodeForbidden, "a review of your own decision must be judged by another privacy officer")
 	}
+	// The verdict entry names the reviewed entry's flags as the log has
+	// them; the answer shows them as the officer may see them (prepared
+	// before the verdict commits, so a failure cannot hide a verdict).
+	pr, err := s.newProjection(ctx, p, slices.Clone(r.FlagIDs))
+	if err != nil {
+		return nil, err
+	}
 	e := s.entry(p, "review.verdict", audit.Allow)
 	e.FlagIDs, e.LegalBasis = r.FlagIDs, r.LegalBasis
 	e.Reasons = []string{fmt.Sprintf("review:%s:%d", r.Kind, seq), "verdict:" + req.Verdict}
@@ -233,7 +248,7 @@ func (s *Service) Judge(ctx context.Context, p *broker.Principal, seqText string
 	}
 	now := s.now().UTC()
 	r.Status, r.Note, r.JudgedBy, r.JudgedAgency, r.JudgedAt, r.VerdictSeq, r.Overdue = req.Verdict, req.Note, p.Sub, p.Agency, &now, &e.Seq, false
-	return r, nil
+	return pr.projectReview(r), nil
 }
 
 // SubjectReportRequest is the body of POST /v1/audit/subject-report.
@@ -242,8 +257,9 @@ type SubjectReportRequest struct {
 }
 
 // SubjectReport lists every disclosure about one person within the
-// officer's view, to answer the person's access request. The number is
-// never echoed; the call is audited.
+// officer's view, each as the officer may see it (projection.go), to answer
+// the person's access request. The number is never echoed; the call is
+// audited.
 type SubjectReport struct {
 	Disclosures []broker.ReportItem `json:"disclosures"`
 	Audit       audit.Receipt       `json:"audit"`
@@ -268,9 +284,19 @@ func (s *Service) Report(ctx context.Context, p *broker.Principal, req SubjectRe
 			return nil, &broker.Error{Kind: broker.EUNAVAILABLE, Code: broker.CodeAuditUnavailable, Message: "reviews cannot be brought up to date", Err: err}
 		}
 	}
-	items, err := s.Reviews.SubjectReport(ctx, scope(p), refs)
+	raw, err := s.Reviews.SubjectReport(ctx, scope(p), refs)
 	if err != nil {
 		return nil, &broker.Error{Kind: broker.EUNAVAILABLE, Code: broker.CodeAuditUnavailable, Message: "the audit log cannot be read", Err: err}
+	}
+	pr, err := s.newProjection(ctx, p, flagIDsOf(raw, func(it *broker.ReportItem) []string { return it.FlagIDs }))
+	if err != nil {
+		return nil, err
+	}
+	items := make([]broker.ReportItem, 0, len(raw))
+	for i := range raw {
+		if it, ok := pr.reportItem(&raw[i], refs); ok {
+			items = append(items, it)
+		}
 	}
 	e := s.entry(p, policies.ActionAuditReport, audit.Allow)
 	e.SubjectRef = ref
@@ -291,7 +317,10 @@ type Stats struct {
 }
 
 // AuditStats counts checks, disclosures, denials, emergency uses and
-// anomalies in [from, to) (default: the last 30 days) within the caller's view.
+// anomalies in [from, to) (default: the last 30 days) within the caller's
+// view, as projected: another agency's entry counts under the bases of the
+// caller's flags it disclosed, and only the caller's own staff's anomalies
+// count (postgres.Stats).
 func (s *Service) AuditStats(ctx context.Context, p *broker.Principal, q broker.StatsFilter) (*Stats, error) {
 	to, from := q.To, q.From
 	if to.IsZero() {

@@ -7,6 +7,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
+	"strings"
 	"strconv"
 	"sync"
 	"testing"
@@ -151,7 +154,18 @@ func TestUnstorableTextFailsOnlyItsRequest(t *testing.T) {
 	if n := w.count(`SELECT count(*) FROM audit_entries WHERE position(chr(1) IN actor || office || justification || array_to_string(reasons, '')) > 0`); n != 0 {
 		t.Fatalf("%d entries hold control characters", n)
 	}
-	if out, err := cliOn(t, w.db, "audit", "verify", "--max-unsigned-age", "0"); err != nil {
+	if _, err := w.main.Checkpointer.Checkpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+	keyResp, err := w.caseworker().Do(ctx, "GET", "/v1/audit/key", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(t.TempDir(), "key.pub")
+	if err := os.WriteFile(keyFile, keyResp.Body, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := cliOn(t, w.db, "audit", "verify", "--checkpoint-key", keyFile, "--max-unsigned-age", "0"); err != nil || !strings.Contains(out, "ok:") {
 		t.Fatalf("verify after the attacks: %v %s", err, out)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -296,21 +297,22 @@ func TestExportVerifiesOffline(t *testing.T) {
 	}
 	data, _ := os.ReadFile(exp)
 	lines := strings.Split(string(data), "\n")
-	// Change one byte inside entry 7's line: its office.
-	target := -1
+	// Change one byte inside the first entry at NAV Grorud: its office.
+	target, seq := -1, ""
 	for i, l := range lines {
-		if strings.Contains(l, `"seq":7,`) {
-			target = i
+		if m := regexp.MustCompile(`"office":"nav-grorud".*"seq":([0-9]+),`).FindStringSubmatch(l); m != nil {
+			target, seq = i, m[1]
+			break
 		}
 	}
 	if target < 0 {
-		t.Fatalf("no entry 7 in export:\n%s", data)
+		t.Fatalf("no entry at nav-grorud in export:\n%s", data)
 	}
 	lines[target] = strings.Replace(lines[target], `"office":"nav-grorud"`, `"office":"nav-grorue"`, 1)
 	bad := filepath.Join(dir, "tampered.jsonl")
 	os.WriteFile(bad, []byte(strings.Join(lines, "\n")), 0o600)
-	if _, err := verify(bad); err == nil || !strings.Contains(err.Error(), "seq 7") {
-		t.Fatalf("tampered export: %v", err)
+	if _, err := verify(bad); err == nil || !strings.Contains(err.Error(), "seq "+seq) {
+		t.Fatalf("tampered export (entry %s): %v", seq, err)
 	}
 	// A checkpoint signed by another key fails too.
 	other := filepath.Join(dir, "other.pub")
