@@ -24,8 +24,9 @@ type Registry interface {
 // works without waiting.
 type KeyCache struct {
 	Registry   Registry
-	TTL        time.Duration // default 4 s
-	MinRefresh time.Duration // default 1 s
+	TTL        time.Duration    // default 4 s
+	MinRefresh time.Duration    // default 1 s
+	Now        func() time.Time // nil: time.Now; tests move it instead of sleeping past TTL
 
 	mu      sync.RWMutex
 	entries map[string]*cacheEntry
@@ -52,8 +53,9 @@ func (c *KeyCache) Lookup(ctx context.Context, agencyID, kid string) (*broker.Ag
 	c.mu.RLock()
 	e := c.entries[agencyID]
 	c.mu.RUnlock()
-	stale := e == nil || time.Since(e.fetched) > ttl
-	if !stale && e.agency != nil && e.keys[kid] == nil && time.Since(e.fetched) > minRefresh {
+	now := c.now()
+	stale := e == nil || now.Sub(e.fetched) > ttl
+	if !stale && e.agency != nil && e.keys[kid] == nil && now.Sub(e.fetched) > minRefresh {
 		stale = true // perhaps a key added since
 	}
 	if stale {
@@ -68,13 +70,20 @@ func (c *KeyCache) Lookup(ctx context.Context, agencyID, kid string) (*broker.Ag
 	return e.agency, e.keys[kid], nil
 }
 
+func (c *KeyCache) now() time.Time {
+	if c.Now != nil {
+		return c.Now()
+	}
+	return time.Now()
+}
+
 func (c *KeyCache) refresh(ctx context.Context, agencyID string) (*cacheEntry, error) {
 	v, err, _ := c.group.Do(agencyID, func() (any, error) {
 		// Shared by every request waiting on this agency: not bound to the
 		// first one's lifetime.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
-		e := &cacheEntry{fetched: time.Now(), keys: map[string]*jose.JSONWebKey{}}
+		e := &cacheEntry{fetched: c.now(), keys: map[string]*jose.JSONWebKey{}}
 		a, err := c.Registry.Agency(ctx, agencyID)
 		switch {
 		case broker.ErrorKind(err) == broker.ENOTFOUND:
