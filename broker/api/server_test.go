@@ -1,14 +1,17 @@
 package api_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -60,7 +63,9 @@ func startServer(t *testing.T, routes func(g *echo.Group)) *testServer {
 	signer, _ := client.NewSigner(id, priv)
 
 	s := api.New(api.Config{
-		Auth:            &auth.Verifier{Audience: "varsel", Keys: &auth.KeyCache{Registry: testDB}, Replay: &auth.Replay{Store: testDB}},
+		// The replay guard as the broker runs it: a per-replica map (across
+		// replicas the audit append refuses a replay; see broker/auth).
+		Auth:            &auth.Verifier{Audience: "varsel", Keys: &auth.KeyCache{Registry: testDB}, Replay: &auth.Replay{}},
 		Readiness:       map[string]api.ReadinessCheck{"database": testDB.Ping},
 		ShutdownTimeout: 10 * time.Second,
 	})
@@ -201,14 +206,17 @@ func TestOperationalRoutes(t *testing.T) {
 }
 
 func TestShutdownFinishesInFlightRequest(t *testing.T) {
-	entered := make(chan struct{})
+	entered, release := make(chan struct{}), make(chan struct{})
 	ts := startServer(t, func(g *echo.Group) {
 		g.GET("/test-slow", func(c echo.Context) error {
 			close(entered)
-			time.Sleep(700 * time.Millisecond)
+			<-release // held open until the test has seen the shutdown begin
 			return c.JSON(200, map[string]string{"finished": "yes"})
 		})
 	})
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(free) // a failing test must not leave the handler blocked
 	type result struct {
 		resp *client.Response
 		err  error
@@ -218,8 +226,44 @@ func TestShutdownFinishesInFlightRequest(t *testing.T) {
 		r, err := ts.client.Do(context.Background(), "GET", "/v1/test-slow", nil)
 		got <- result{r, err}
 	}()
+	// An idle keep-alive connection: the server closes it when shutdown
+	// begins (after closing its listener), which the test sees as EOF.
+	addr := strings.TrimPrefix(ts.url, "http://")
+	idle, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	if _, err := io.WriteString(idle, "GET /healthz HTTP/1.1\r\nHost: "+addr+"\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(idle)
+	hr, err := http.ReadResponse(br, nil)
+	if err != nil || hr.StatusCode != 200 {
+		t.Fatalf("healthz on the idle connection: %v %v", err, hr)
+	}
+	_, _ = io.Copy(io.Discard, hr.Body)
+	hr.Body.Close()
+
 	<-entered
 	ts.stop() // as SIGTERM does
+	_ = idle.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Fatalf("idle connection after shutdown began: %v, want EOF", err)
+	}
+	// Shutdown is under way: no new connections, the request still runs.
+	if c, err := net.Dial("tcp", addr); err == nil {
+		c.Close()
+		t.Fatal("a new connection was accepted during shutdown")
+	}
+	select {
+	case err := <-ts.done:
+		t.Fatalf("Serve returned (%v) with a request in flight", err)
+	case r := <-got:
+		t.Fatalf("the in-flight request ended before it was released: %v %+v", r.err, r.resp)
+	default:
+	}
+	free()
 	r := <-got
 	if r.err != nil || r.resp.Status != 200 || !strings.Contains(string(r.resp.Body), "yes") {
 		t.Fatalf("in-flight request: %v %+v", r.err, r.resp)

@@ -103,8 +103,8 @@ type App struct {
 	Pusher       *service.Pusher
 	Service      *service.Service
 	Server       *api.Server
+	Notifier     *postgres.Notifier // wakes this replica's long-polls
 
-	notifier       *postgres.Notifier
 	lookups        *postgres.FlagLookups
 	lastCheckpoint atomic.Int64
 
@@ -153,7 +153,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 		go func() { defer producers.Done(); run(pctx) }()
 	}
 	start(a.Sweeper.Run)
-	start(a.notifier.Run)
+	start(a.Notifier.Run)
 	start(a.Pusher.Run)
 	start(a.Checkpointer.Run)
 	start(a.SubjectKeys.Run)
@@ -267,7 +267,7 @@ func (a *App) open(ctx context.Context) error {
 		Replay:   &auth.Replay{}, // across replicas: the audit append records each jti
 		Logger:   a.log,
 	}
-	a.notifier = &postgres.Notifier{URL: c.DatabaseURL, Logger: a.log}
+	a.Notifier = &postgres.Notifier{URL: c.DatabaseURL, Logger: a.log}
 	jws, jwk, err := keys.BrokerJWS(signer, verifierKey, service.WebhookType)
 	if err != nil {
 		return err
@@ -297,7 +297,7 @@ func (a *App) open(ctx context.Context) error {
 		AuditReader:       a.AuditStore,
 		Flags:             &hotFlags{DB: db, lookups: a.lookups},
 		Warnings:          db,
-		InboxWaiter:       a.notifier,
+		InboxWaiter:       a.Notifier,
 		AllowHTTPWebhooks: c.WebhookAllowHTTP,
 		Subjects:          a.SubjectKeys.Keys(),
 		DutyDesk:          c.DutyDesk,

@@ -29,6 +29,7 @@ func (s *staticKeys) Lookup(_ context.Context, id, kid string) (*broker.Agency, 
 	return s.agency, s.keys[kid], nil
 }
 
+// memoryJTIs is a shared replay store in memory, for Replay's Store option.
 type memoryJTIs struct {
 	mu   sync.Mutex
 	seen map[string]bool
@@ -64,7 +65,7 @@ func FuzzVerify(f *testing.F) {
 		signers = append(signers, s)
 	}
 	store := &staticKeys{agency: &broker.Agency{ID: "fuzz-agency", Kind: broker.KindNAVState, Offices: []string{"nav-x"}, Status: "active"}, keys: keys}
-	v := &auth.Verifier{Audience: "varsel", Keys: store, Replay: &auth.Replay{Store: &memoryJTIs{seen: map[string]bool{}}}, Now: func() time.Time { return now }}
+	v := &auth.Verifier{Audience: "varsel", Keys: store, Replay: &auth.Replay{}, Now: func() time.Time { return now }}
 
 	emp := client.Employee{Sub: "s", Role: "caseworker", Office: "nav-x"}
 	for _, s := range signers {

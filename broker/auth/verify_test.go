@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http/httptest"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	"varsel/audit"
+	auditpg "varsel/audit/postgres"
 	"varsel/broker"
 	"varsel/broker/auth"
 	"varsel/broker/client"
@@ -36,6 +38,7 @@ type fixture struct {
 	navKey             *client.Signer
 	policePublic       []byte // JWKS of the police ES256 key
 	verifier           *auth.Verifier
+	cacheClock         *fakeClock // the verifier's key cache's clock
 }
 
 var fixtureN atomic.Int64
@@ -79,13 +82,26 @@ func newFixture(t *testing.T) *fixture {
 	ps := register(f.police, broker.KindPolice, []string{"police-hq"}, map[string]string{"p-es": auth.AlgES256, "p-ed": auth.AlgEdDSA})
 	f.policeES, f.policeEd = ps["p-es"], ps["p-ed"]
 	f.navKey = register(f.nav, broker.KindNAVState, []string{"nav-grorud"}, map[string]string{"n-1": auth.AlgES256})["n-1"]
+	f.cacheClock = &fakeClock{}
 	f.verifier = &auth.Verifier{
 		Audience: "varsel",
-		Keys:     &auth.KeyCache{Registry: testDB, TTL: 200 * time.Millisecond, MinRefresh: 50 * time.Millisecond},
-		Replay:   &auth.Replay{Store: testDB},
+		Keys:     &auth.KeyCache{Registry: testDB, TTL: cacheTTL, MinRefresh: cacheMinRefresh, Now: f.cacheClock.Now},
+		Replay:   &auth.Replay{}, // as the broker runs it: across replicas, the audit append refuses a replay
 	}
 	return f
 }
+
+// The fixture's key cache limits; its clock moves only when a test says.
+const (
+	cacheTTL        = time.Minute
+	cacheMinRefresh = 10 * time.Second
+)
+
+// fakeClock is the real time plus an offset a test advances.
+type fakeClock struct{ offset atomic.Int64 }
+
+func (c *fakeClock) Now() time.Time          { return time.Now().Add(time.Duration(c.offset.Load())) }
+func (c *fakeClock) Advance(d time.Duration) { c.offset.Add(int64(d)) }
 
 var liaison = client.Employee{Sub: "liaison-1", Role: "police-liaison"}
 
@@ -262,21 +278,105 @@ func TestVerifyMissingToken(t *testing.T) {
 	}
 }
 
-func TestVerifyReplayAcrossVerifiers(t *testing.T) {
-	f := newFixture(t)
+// replica is one broker replica's request path, as broker/app builds it:
+// a verifier with its own key cache and local replay map, and an audit
+// writer on the shared log, whose append records the request's token id in
+// the same transaction and refuses one used before on any replica.
+type replica struct {
+	verifier *auth.Verifier
+	audit    *audit.Writer
+}
+
+func newReplica(t *testing.T) *replica {
+	w := audit.NewWriter(&auditpg.Store{Pool: testDB.Pool}, audit.WriterConfig{})
+	t.Cleanup(w.Close)
+	return &replica{
+		verifier: &auth.Verifier{Audience: "varsel", Keys: &auth.KeyCache{Registry: testDB}, Replay: &auth.Replay{}},
+		audit:    w,
+	}
+}
+
+// whoami verifies tok and appends the request's audit entry, as every /v1
+// request does before it answers. verified says whether the verifier
+// alone let the token through.
+func (r *replica) whoami(tok string) (verified bool, err error) {
 	ctx := context.Background()
+	p, err := r.verifier.Verify(ctx, tok, "GET", "/v1/whoami", nil)
+	if err != nil {
+		return false, err
+	}
+	_, err = r.audit.Append(ctx, &audit.Entry{TS: audit.FormatTime(time.Now()), ActorAgency: p.Agency, Actor: p.Sub,
+		Role: p.Role, Action: "whoami", Decision: audit.Allow, PolicyVersion: "test", RequestJTI: p.JTI})
+	return true, err
+}
+
+func TestVerifyReplayAcrossReplicas(t *testing.T) {
+	f := newFixture(t)
+	one, two := newReplica(t), newReplica(t)
 	tok, _ := f.policeEd.Token(liaison, "GET", "/v1/whoami", nil)
-	if _, err := f.verifier.Verify(ctx, tok, "GET", "/v1/whoami", nil); err != nil {
-		t.Fatal(err)
+	if _, err := one.whoami(tok); err != nil {
+		t.Fatalf("first use: %v", err)
 	}
-	if _, err := f.verifier.Verify(ctx, tok, "GET", "/v1/whoami", nil); broker.ErrorCode(err) != "replayed" {
-		t.Fatalf("second use on the same verifier: %v", err)
+	// The same replica refuses it in the verifier, from its own map.
+	if verified, err := one.whoami(tok); verified || broker.ErrorCode(err) != "replayed" {
+		t.Fatalf("second use on the same replica: verified %v, %v", verified, err)
 	}
-	// A second replica: its own caches, the same database.
-	other := &auth.Verifier{Audience: "varsel", Keys: &auth.KeyCache{Registry: testDB}, Replay: &auth.Replay{Store: testDB}}
-	if _, err := other.Verify(ctx, tok, "GET", "/v1/whoami", nil); broker.ErrorCode(err) != "replayed" {
-		t.Fatalf("use on a second replica: %v", err)
+	// A second replica has not seen it: its verifier lets it through, and
+	// the audit append refuses it (the broker answers 401 replayed).
+	if verified, err := two.whoami(tok); !verified || !errors.Is(err, audit.ErrReplayed) {
+		t.Fatalf("use on a second replica: verified %v, %v (want the append to refuse it)", verified, err)
 	}
+	// And the other way round: first used on the second replica.
+	tok2, _ := f.policeEd.Token(liaison, "GET", "/v1/whoami", nil)
+	if _, err := two.whoami(tok2); err != nil {
+		t.Fatalf("fresh token on the second replica: %v", err)
+	}
+	if _, err := one.whoami(tok2); !errors.Is(err, audit.ErrReplayed) {
+		t.Fatalf("replay onto the first replica: %v", err)
+	}
+	// Each token is in the log once: the refused uses wrote nothing.
+	for _, tk := range []string{tok, tok2} {
+		var claims struct{ JTI string }
+		payload, _ := base64.RawURLEncoding.DecodeString(strings.Split(tk, ".")[1])
+		_ = json.Unmarshal(payload, &claims)
+		var n int
+		if err := testDB.Pool.QueryRow(context.Background(), `SELECT count(*) FROM audit_entries WHERE request_jti = $1`, claims.JTI).Scan(&n); err != nil || n != 1 {
+			t.Fatalf("token %s… in the log %d times (%v), want once", claims.JTI[:8], n, err)
+		}
+	}
+}
+
+// TestReplayStore covers Replay's optional shared store (one insert per
+// request), which the broker does not use: it relies on the audit append.
+func TestReplayStore(t *testing.T) {
+	ctx := context.Background()
+	exp := time.Now().Add(time.Minute)
+	shared := &memoryJTIs{seen: map[string]bool{}}
+	a, b := &auth.Replay{Store: shared}, &auth.Replay{Store: shared}
+	if ok, err := a.Use(ctx, "agency", "jti-0123456789abcdef", exp); !ok || err != nil {
+		t.Fatalf("first use: %v %v", ok, err)
+	}
+	if ok, err := b.Use(ctx, "agency", "jti-0123456789abcdef", exp); ok || err != nil {
+		t.Fatalf("use on another replica: %v %v, want refused", ok, err)
+	}
+	if ok, _ := b.Use(ctx, "other-agency", "jti-0123456789abcdef", exp); !ok {
+		t.Fatal("the same jti of another agency was refused")
+	}
+	// A store that fails records nothing: the retry is not a replay.
+	failing := &auth.Replay{Store: failingJTIs{}}
+	if _, err := failing.Use(ctx, "agency", "jti-fedcba9876543210", exp); err == nil {
+		t.Fatal("a failing store's error was swallowed")
+	}
+	failing.Store = shared
+	if ok, err := failing.Use(ctx, "agency", "jti-fedcba9876543210", exp); !ok || err != nil {
+		t.Fatalf("retry after a store failure: %v %v", ok, err)
+	}
+}
+
+type failingJTIs struct{}
+
+func (failingJTIs) InsertJTI(context.Context, string, string, time.Time) (bool, error) {
+	return false, errors.New("store down")
 }
 
 func TestVerifyFollowsRegistry(t *testing.T) {
@@ -290,36 +390,45 @@ func TestVerifyFollowsRegistry(t *testing.T) {
 	if err := use(f.policeES); err != nil {
 		t.Fatal(err)
 	}
-	// Retire a key: refused within the cache's TTL.
+	// Retire a key: the cache serves what it read for up to its TTL, then
+	// refuses the key.
 	if err := testDB.RetireKey(ctx, f.police, "p-es", opEntry("agency.key.retire")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { return broker.ErrorCode(use(f.policeES)) == "unknown_key" })
+	if err := use(f.policeES); err != nil {
+		t.Fatalf("within the TTL the cached key still verifies: %v", err)
+	}
+	f.cacheClock.Advance(cacheTTL + time.Millisecond)
+	if err := use(f.policeES); broker.ErrorCode(err) != "unknown_key" {
+		t.Fatalf("retired key after the TTL: %v", err)
+	}
 	if err := use(f.policeEd); err != nil {
 		t.Fatalf("the other key still works: %v", err)
 	}
-	// A new key works at once (an unknown kid triggers a refresh).
+	// A new key: an unknown kid makes the cache look again, at most once
+	// per MinRefresh (well within the TTL).
 	priv, pub, _ := auth.GenerateKey(auth.AlgES256, "p-new")
 	keys, _ := auth.ParseJWKS(f.police, pub)
 	if err := testDB.AddKeys(ctx, f.police, keys, opEntry("agency.key.add")); err != nil {
 		t.Fatal(err)
 	}
 	s, _ := client.NewSigner(f.police, priv)
-	waitFor(t, func() bool { return use(s) == nil })
-	// Disable the agency.
+	if err := use(s); broker.ErrorCode(err) != "unknown_key" {
+		t.Fatalf("new key within MinRefresh of the last read: %v", err)
+	}
+	f.cacheClock.Advance(cacheMinRefresh + time.Millisecond)
+	if err := use(s); err != nil {
+		t.Fatalf("new key after MinRefresh: %v", err)
+	}
+	// Disable the agency: refused once the TTL has passed.
 	if err := testDB.SetAgencyStatus(ctx, f.police, broker.StatusDisabled, opEntry("agency.disable")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { return broker.ErrorCode(use(f.policeEd)) == "agency_disabled" })
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 5 s")
-		}
-		time.Sleep(20 * time.Millisecond)
+	if err := use(f.policeEd); err != nil {
+		t.Fatalf("within the TTL the cached agency is still active: %v", err)
+	}
+	f.cacheClock.Advance(cacheTTL + time.Millisecond)
+	if err := use(f.policeEd); broker.ErrorCode(err) != "agency_disabled" {
+		t.Fatalf("disabled agency after the TTL: %v", err)
 	}
 }

@@ -17,8 +17,10 @@ type Notifier struct {
 	URL    string
 	Logger *slog.Logger
 
-	mu      sync.Mutex
-	waiters map[string]map[chan struct{}]struct{}
+	mu         sync.Mutex
+	waiters    map[string]map[chan struct{}]struct{}
+	subscribed chan struct{} // closed and replaced at every Subscribe
+	listening  chan struct{} // closed once LISTEN first took effect
 }
 
 // Subscribe returns a channel closed at the next notification for office,
@@ -33,6 +35,10 @@ func (n *Notifier) Subscribe(office string) (<-chan struct{}, func()) {
 		n.waiters[office] = map[chan struct{}]struct{}{}
 	}
 	n.waiters[office][ch] = struct{}{}
+	if n.subscribed != nil {
+		close(n.subscribed)
+		n.subscribed = nil
+	}
 	n.mu.Unlock()
 	return ch, func() {
 		n.mu.Lock()
@@ -40,6 +46,40 @@ func (n *Notifier) Subscribe(office string) (<-chan struct{}, func()) {
 			delete(n.waiters[office], ch)
 		}
 		n.mu.Unlock()
+	}
+}
+
+// Listening is closed once the notifier first listens: a notification sent
+// before then wakes no long-poll here (they still re-read on their own).
+func (n *Notifier) Listening() <-chan struct{} {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.listening == nil {
+		n.listening = make(chan struct{})
+	}
+	return n.listening
+}
+
+// WaitSubscribed returns once a long-poll on this replica waits for
+// office, or with ctx's error when ctx ends first. Tests use it to act
+// once a poll is waiting instead of sleeping.
+func (n *Notifier) WaitSubscribed(ctx context.Context, office string) error {
+	for {
+		n.mu.Lock()
+		if len(n.waiters[office]) > 0 {
+			n.mu.Unlock()
+			return nil
+		}
+		if n.subscribed == nil {
+			n.subscribed = make(chan struct{})
+		}
+		changed := n.subscribed
+		n.mu.Unlock()
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 }
 
@@ -81,6 +121,16 @@ func (n *Notifier) listen(ctx context.Context) error {
 	if _, err := conn.Exec(ctx, "LISTEN "+InboxChannel); err != nil {
 		return err
 	}
+	n.mu.Lock()
+	if n.listening == nil {
+		n.listening = make(chan struct{})
+	}
+	select {
+	case <-n.listening:
+	default:
+		close(n.listening)
+	}
+	n.mu.Unlock()
 	for {
 		note, err := conn.WaitForNotification(ctx)
 		if err != nil {

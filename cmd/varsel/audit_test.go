@@ -20,6 +20,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"varsel/audit"
+	"varsel/broker/app"
 	"varsel/broker/client"
 	"varsel/schema/schematest"
 )
@@ -74,10 +75,27 @@ func registerOn(t testing.TB, dbURL, id, kind string, offices ...string) *client
 	return s
 }
 
+// checkpointNow signs a checkpoint of m's log as it stands, as the
+// checkpointer's next tick would, instead of waiting for that tick.
+func checkpointNow(t testing.TB, m *app.App) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := m.Checkpointer.Checkpoint(ctx); err != nil {
+		t.Fatalf("checkpoint: %v", err)
+	}
+	head, err := m.AuditStore.Head(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cp, err := m.AuditStore.LatestCheckpoint(ctx); err != nil || cp == nil || cp.Count != head.Seq {
+		t.Fatalf("latest checkpoint %+v (%v) does not cover the head %d", cp, err, head.Seq)
+	}
+}
+
 func TestWhoamiIsAuditedAndVerifies(t *testing.T) {
 	db := freshDB(t)
 	signer := registerOn(t, db, "nav-audit", "nav-state", "nav-x")
-	_, base := startMain(t, db, func(c *Config) { c.CheckpointInterval = 100 * time.Millisecond })
+	m, base := startMain(t, db, nil)
 	c := &client.Client{BaseURL: base, Signer: signer, Employee: client.Employee{Sub: "kari", Role: "caseworker", Office: "nav-x"}}
 	ctx := context.Background()
 	// Entry 1 is the agency's registration; the five calls are 2 to 6.
@@ -90,7 +108,7 @@ func TestWhoamiIsAuditedAndVerifies(t *testing.T) {
 			t.Fatalf("whoami %d: receipt %+v", i, w.Audit)
 		}
 	}
-	time.Sleep(300 * time.Millisecond)
+	checkpointNow(t, m)
 	key, err := c.Do(ctx, "GET", "/v1/audit/key", nil)
 	if err != nil || key.Status != 200 || !strings.HasPrefix(string(key.Body), "varsel+") {
 		t.Fatalf("key: %v %d %s", err, key.Status, key.Body)
@@ -207,11 +225,24 @@ func TestAuditSearchScope(t *testing.T) {
 	}
 }
 
-// load sends whoami requests from n goroutines until stop is closed, and
-// returns the receipts of every 200 answer and the count of other answers.
-func load(base string, signer *client.Signer, n int, stop <-chan struct{}) (receipts []audit.Receipt, failures map[int]int) {
-	var mu sync.Mutex
-	failures = map[int]int{}
+// loadRun is a load of whoami requests from n goroutines: the receipts of
+// every 200 answer, the count of other answers by status (0: no answer),
+// and a signal at each answer, so a test waits for what it needs.
+type loadRun struct {
+	mu       sync.Mutex
+	receipts []audit.Receipt
+	failures map[int]int
+	changed  chan struct{} // closed and replaced at every answer
+	stop     chan struct{}
+	stopOnce sync.Once
+	done     chan struct{}
+}
+
+// startLoad sends whoami requests from n goroutines until finish (or the
+// test's end).
+func startLoad(t *testing.T, base string, signer *client.Signer, n int) *loadRun {
+	l := &loadRun{failures: map[int]int{}, changed: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{})}
+	t.Cleanup(func() { l.finish() })
 	var wg sync.WaitGroup
 	for g := 0; g < n; g++ {
 		wg.Add(1)
@@ -220,34 +251,72 @@ func load(base string, signer *client.Signer, n int, stop <-chan struct{}) (rece
 			c := &client.Client{BaseURL: base, Signer: signer, Employee: client.Employee{Sub: fmt.Sprintf("u%d", g), Role: "caseworker", Office: "nav-x"}}
 			for {
 				select {
-				case <-stop:
+				case <-l.stop:
 					return
 				default:
 				}
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 				resp, err := c.Do(ctx, "GET", "/v1/whoami", nil)
 				cancel()
-				mu.Lock()
+				l.mu.Lock()
 				switch {
 				case err != nil:
-					failures[0]++
+					l.failures[0]++
 				case resp.Status == 200:
 					var w whoami
 					if json.Unmarshal(resp.Body, &w) == nil {
-						receipts = append(receipts, w.Audit)
+						l.receipts = append(l.receipts, w.Audit)
 					}
 				default:
-					failures[resp.Status]++
+					l.failures[resp.Status]++
 				}
-				mu.Unlock()
+				close(l.changed)
+				l.changed = make(chan struct{})
+				l.mu.Unlock()
 				if err != nil {
-					time.Sleep(20 * time.Millisecond)
+					// Pace retries against a broker that is gone; stop ends the pause.
+					select {
+					case <-l.stop:
+						return
+					case <-time.After(20 * time.Millisecond):
+					}
 				}
 			}
 		}(g)
 	}
-	wg.Wait()
-	return receipts, failures
+	go func() { wg.Wait(); close(l.done) }()
+	return l
+}
+
+// waitUntil returns once cond holds of the answers so far, or fails the
+// test after timeout.
+func (l *loadRun) waitUntil(t *testing.T, what string, timeout time.Duration, cond func(receipts int, failures map[int]int) bool) {
+	t.Helper()
+	deadline := time.After(timeout)
+	for {
+		l.mu.Lock()
+		ok, changed := cond(len(l.receipts), l.failures), l.changed
+		n, f := len(l.receipts), fmt.Sprint(l.failures)
+		l.mu.Unlock()
+		if ok {
+			return
+		}
+		select {
+		case <-changed:
+		case <-deadline:
+			t.Fatalf("no %s within %v: %d receipts, failures %s", what, timeout, n, f)
+		}
+	}
+}
+
+// finish stops the load, waits for every request to end, and returns the
+// answers.
+func (l *loadRun) finish() ([]audit.Receipt, map[int]int) {
+	l.stopOnce.Do(func() { close(l.stop) })
+	<-l.done
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.receipts, l.failures
 }
 
 // assertReceiptsInLog checks that every receipt names the entry the log
@@ -296,18 +365,13 @@ func TestDatabaseStopMidLoad(t *testing.T) {
 	signer := registerOn(t, url, "nav-load", "nav-state", "nav-x")
 	_, base := startMain(t, url, nil)
 
-	stop := make(chan struct{})
-	var receipts []audit.Receipt
-	var failures map[int]int
-	done := make(chan struct{})
-	go func() { receipts, failures = load(base, signer, 16, stop); close(done) }()
-	time.Sleep(700 * time.Millisecond)
+	l := startLoad(t, base, signer, 16)
+	l.waitUntil(t, "answers before the stop", 30*time.Second, func(n int, _ map[int]int) bool { return n >= 20 })
 	if out, err := exec.Command(pg, "stop", dir).CombinedOutput(); err != nil {
 		t.Fatalf("stop: %v %s", err, out)
 	}
-	time.Sleep(1500 * time.Millisecond)
-	close(stop)
-	<-done
+	l.waitUntil(t, "503s after the stop", 30*time.Second, func(_ int, f map[int]int) bool { return f[503] >= 20 })
+	receipts, failures := l.finish()
 	if len(receipts) == 0 || failures[503] == 0 {
 		t.Fatalf("want answers before the stop and 503s after: %d receipts, failures %v", len(receipts), failures)
 	}
@@ -327,35 +391,15 @@ func TestKillBrokerUnderLoad(t *testing.T) {
 	db := freshDB(t)
 	signer := registerOn(t, db, "nav-kill", "nav-state", "nav-x")
 	proc := startProcess(t, db)
-	stop := make(chan struct{})
-	var receipts []audit.Receipt
-	done := make(chan struct{})
-	go func() { receipts, _ = load(proc.url, signer, 32, stop); close(done) }()
-	time.Sleep(1500 * time.Millisecond)
+	l := startLoad(t, proc.url, signer, 32)
+	l.waitUntil(t, "50 answers before the kill", 30*time.Second, func(n int, _ map[int]int) bool { return n >= 50 })
 	if err := proc.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond)
-	close(stop)
-	<-done
-	if len(receipts) < 50 {
-		t.Fatalf("only %d requests answered before the kill", len(receipts))
-	}
+	_ = proc.cmd.Wait() // the process is gone: requests in flight fail at once
+	receipts, _ := l.finish()
 	assertReceiptsInLog(t, db, receipts)
 	t.Logf("%d answered 200 before kill -9; all in the log", len(receipts))
-}
-
-// cliOnEnv runs the command line with a database and extra environment.
-func cliOnEnv(t *testing.T, dbURL string, env map[string]string, args ...string) (string, error) {
-	t.Helper()
-	var out, errOut strings.Builder
-	err := run(context.Background(), args, &out, &errOut, func(k string) string {
-		if k == "VARSEL_DATABASE_URL" {
-			return dbURL
-		}
-		return env[k]
-	})
-	return out.String() + errOut.String(), err
 }
 
 // TestTrustedCheckpointCatchesTruncation: a superuser deletes the last
@@ -364,7 +408,7 @@ func cliOnEnv(t *testing.T, dbURL string, env map[string]string, args ...string)
 func TestTrustedCheckpointCatchesTruncation(t *testing.T) {
 	db := freshDB(t)
 	signer := registerOn(t, db, "nav-trunc", "nav-state", "nav-x")
-	_, base := startMain(t, db, func(c *Config) { c.CheckpointInterval = 100 * time.Millisecond })
+	m, base := startMain(t, db, nil)
 	c := &client.Client{BaseURL: base, Signer: signer, Employee: client.Employee{Sub: "kari", Role: "caseworker", Office: "nav-x"}}
 	ctx := context.Background()
 	for i := 0; i < 6; i++ {
@@ -372,7 +416,7 @@ func TestTrustedCheckpointCatchesTruncation(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	time.Sleep(300 * time.Millisecond)
+	checkpointNow(t, m)
 	dir := t.TempDir()
 	key, _ := c.Do(ctx, "GET", "/v1/audit/key", nil)
 	cp, _ := c.Do(ctx, "GET", "/v1/audit/checkpoint", nil)

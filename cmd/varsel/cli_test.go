@@ -13,7 +13,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/jackc/pgx/v5"
@@ -250,13 +249,13 @@ func TestAgencyChangesAuditedCLI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, base := startMain(t, db, func(c *Config) { c.CheckpointInterval = 100 * time.Millisecond })
+	m, base := startMain(t, db, nil)
 	c := &client.Client{BaseURL: base, Signer: signer, Employee: client.Employee{Sub: "kari", Role: "caseworker", Office: "nav-x"}}
 	var w whoami
 	if _, err := c.JSON(ctx, "GET", "/v1/whoami", nil, &w); err != nil || w.Audit.Seq != 6 {
 		t.Fatalf("whoami after the changes: %v %+v", err, w)
 	}
-	time.Sleep(300 * time.Millisecond)
+	checkpointNow(t, m)
 	key, err := c.Do(ctx, "GET", "/v1/audit/key", nil)
 	if err != nil || key.Status != 200 {
 		t.Fatalf("key: %v %+v", err, key)

@@ -32,6 +32,7 @@ type world struct {
 	db                                         string
 	base                                       string
 	main                                       *app.App
+	clock                                      *testClock // the broker's decision clock
 	police, navState, navMun, health, navOther *client.Signer
 	ops                                        *client.Signer // the broker operator's auditors
 }
@@ -39,14 +40,14 @@ type world struct {
 func newWorld(t testing.TB, mod func(*Config)) *world {
 	t.Helper()
 	db := freshDB(t)
-	w := &world{t: t, db: db}
+	w := &world{t: t, db: db, clock: &testClock{}}
 	w.police = registerOn(t, db, "oslo-pd", "police", "oslo-pd-sentrum")
 	w.navState = registerOn(t, db, "nav-stat", "nav-state", "nav-grorud", "nav-arstad")
 	w.navMun = registerOn(t, db, "oslo-kommune", "nav-municipal", "nav-grorud", "nav-arstad")
 	w.health = registerOn(t, db, "ous", "health", "ous-psyk")
 	w.navOther = registerOn(t, db, "nav-vest", "nav-state", "nav-bergen")
 	w.ops = registerOn(t, db, "ops-audit", "broker")
-	w.main, w.base = startMain(t, db, func(c *Config) {
+	w.main, w.base = startMainClock(t, db, w.clock.Now, func(c *Config) {
 		c.DutyDeskPhone = "+47 11 22 33 44"
 		if mod != nil {
 			mod(c)
@@ -262,15 +263,18 @@ func TestUserStories(t *testing.T) {
 	if res.Result != "clear" {
 		t.Fatalf("revoked flag disclosed in an emergency: %+v", res)
 	}
+	// A flag valid for an hour expires when the broker's clock passes it.
 	short := flagBody(personD)
-	short["valid_until"] = time.Now().Add(3 * time.Second).UTC().Format(time.RFC3339Nano)
+	until := w.clock.Now().Add(time.Hour)
+	short["valid_until"] = until.UTC().Format(time.RFC3339Nano)
 	if _, resp := w.issue(w.liaison(), short); resp.Status != 201 {
 		t.Fatalf("short flag: %d %s", resp.Status, resp.Body)
 	}
+	w.clock.Advance(until.Sub(w.clock.Now()) - time.Minute)
 	if res, _ := w.check(w.caseworker(), map[string]any{"subject": personD, "purpose": "meeting"}); res.Result != "precautions" {
-		t.Fatalf("short flag before expiry: %+v", res)
+		t.Fatalf("short flag a minute before expiry: %+v", res)
 	}
-	time.Sleep(3100 * time.Millisecond)
+	w.clock.Advance(2 * time.Minute)
 	if res, _ := w.check(w.caseworker(), map[string]any{"subject": personD, "purpose": "meeting"}); res.Result != "clear" {
 		t.Fatalf("expired flag disclosed: %+v", res)
 	}

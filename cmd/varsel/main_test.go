@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -96,8 +97,22 @@ func uniq(prefix string) string {
 	return fmt.Sprintf("%s-%d", prefix, time.Now().UnixNano()%1e9)
 }
 
+// testClock is a decision clock (app.Config.Now) that a test moves instead
+// of sleeping: the real time plus an offset the test advances.
+type testClock struct{ offset atomic.Int64 }
+
+func (c *testClock) Now() time.Time          { return time.Now().Add(time.Duration(c.offset.Load())) }
+func (c *testClock) Advance(d time.Duration) { c.offset.Add(int64(d)) }
+
 // startMain starts the broker in-process on a free loopback port.
 func startMain(t testing.TB, dbURL string, mod func(*Config)) (*app.App, string) {
+	t.Helper()
+	return startMainClock(t, dbURL, nil, mod)
+}
+
+// startMainClock is startMain with now as the broker's clock of decisions
+// (validity, expiry, emergency windows); nil for time.Now.
+func startMainClock(t testing.TB, dbURL string, now func() time.Time, mod func(*Config)) (*app.App, string) {
 	t.Helper()
 	c := DefaultConfig()
 	c.DatabaseURL = dbURL
@@ -111,7 +126,9 @@ func startMain(t testing.TB, dbURL string, mod func(*Config)) (*app.App, string)
 	if err := c.validate(); err != nil {
 		t.Fatal(err)
 	}
-	m := app.New(c.app(), nil)
+	ac := c.app()
+	ac.Now = now
+	m := app.New(ac, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- m.Run(ctx) }()
@@ -188,6 +205,40 @@ func (b *logBuffer) waitFor(t testing.TB, subs ...string) string {
 		case <-added:
 		case <-deadline:
 			t.Fatalf("logs lack %q after 10 s:\n%s", subs, s)
+		}
+	}
+}
+
+// waitForRecord returns the logs once one JSON line has every field of
+// want (as strings), or fails the test after 10 s.
+func (b *logBuffer) waitForRecord(t testing.TB, want map[string]string) string {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		b.mu.Lock()
+		s := b.buf.String()
+		if b.added == nil {
+			b.added = make(chan struct{})
+		}
+		added := b.added
+		b.mu.Unlock()
+		for _, line := range strings.Split(s, "\n") {
+			var rec map[string]any
+			if json.Unmarshal([]byte(line), &rec) != nil {
+				continue
+			}
+			match := true
+			for k, v := range want {
+				match = match && fmt.Sprint(rec[k]) == v
+			}
+			if match {
+				return s
+			}
+		}
+		select {
+		case <-added:
+		case <-deadline:
+			t.Fatalf("no log line with %v after 10 s:\n%s", want, s)
 		}
 	}
 }

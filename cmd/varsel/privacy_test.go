@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"varsel/broker"
 	"varsel/broker/client"
 	"varsel/broker/service"
@@ -111,7 +113,7 @@ func TestEmergencyReviewAndScope(t *testing.T) {
 }
 
 func TestOverdueReviews(t *testing.T) {
-	w := newWorld(t, func(c *Config) { c.OfficeHours = ""; c.ReviewOverdue = 300 * time.Millisecond })
+	w := newWorld(t, func(c *Config) { c.OfficeHours = ""; c.ReviewOverdue = time.Hour })
 	ctx := context.Background()
 	w.issue(w.liaison(), flagBody(personA))
 	w.check(w.as(w.health, "lege-1", "health-worker", ""), map[string]any{"subject": personA, "purpose": "meeting",
@@ -122,7 +124,28 @@ func TestOverdueReviews(t *testing.T) {
 	if len(l.Reviews) != 0 {
 		t.Fatalf("overdue at once: %+v", l.Reviews)
 	}
-	time.Sleep(400 * time.Millisecond)
+	// A review's age is Postgres's (created_at against now() in the
+	// query), which the broker's clock does not move: age the row instead
+	// of waiting. Just under the limit it is not overdue; just over, it is.
+	age := func(d time.Duration) {
+		ctx := context.Background()
+		conn, err := pgx.Connect(ctx, w.db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(ctx)
+		tag, err := conn.Exec(ctx, `UPDATE reviews SET created_at = now() - make_interval(secs => $1) WHERE actor = 'lege-1'`, d.Seconds())
+		if err != nil || tag.RowsAffected() != 1 {
+			t.Fatalf("age the review: %v (%d rows)", err, tag.RowsAffected())
+		}
+	}
+	age(time.Hour - time.Minute)
+	l = reviewList{}
+	po.JSON(ctx, "GET", "/v1/audit/reviews?status=overdue", nil, &l)
+	if len(l.Reviews) != 0 {
+		t.Fatalf("overdue a minute before the limit: %+v", l.Reviews)
+	}
+	age(time.Hour + time.Minute)
 	l = reviewList{}
 	po.JSON(ctx, "GET", "/v1/audit/reviews?status=overdue", nil, &l)
 	if len(l.Reviews) != 1 || !l.Reviews[0].Overdue {
@@ -266,17 +289,17 @@ func TestAnomalyOffHours(t *testing.T) {
 }
 
 func TestExportVerifiesOffline(t *testing.T) {
-	w := newWorld(t, func(c *Config) { c.CheckpointInterval = 100 * time.Millisecond; c.OfficeHours = "" })
+	w := newWorld(t, func(c *Config) { c.OfficeHours = "" })
 	ctx := context.Background()
 	from := time.Now().Add(-time.Minute)
 	w.issue(w.liaison(), flagBody(personA))
 	for i := 0; i < 20; i++ {
 		w.check(w.caseworker(), map[string]any{"subject": synthetic(i), "purpose": "meeting"})
 		if i == 9 {
-			time.Sleep(250 * time.Millisecond) // a checkpoint in the middle
+			checkpointNow(t, w.main) // a checkpoint in the middle
 		}
 	}
-	time.Sleep(300 * time.Millisecond)
+	checkpointNow(t, w.main)
 	keyResp, _ := w.caseworker().Do(ctx, "GET", "/v1/audit/key", nil)
 	dir := t.TempDir()
 	keyFile := filepath.Join(dir, "key.pub")
