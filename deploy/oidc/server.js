@@ -419,3 +419,16 @@ function shutdown(signal) {
 }
 process.on('SIGTERM', () => shutdown('SIGTERM'));
 process.on('SIGINT', () => shutdown('SIGINT'));
+// A test that dies without its cleanup (a timeout panic, a kill) would leave
+// its provider running: oidctest names its own pid here, and the provider
+// stops once that process is gone.
+const watch = Number(process.env.VARSEL_OIDC_WATCH_PID || 0);
+if (watch > 0) {
+  setInterval(() => {
+    try {
+      process.kill(watch, 0);
+    } catch {
+      shutdown(`process ${watch} is gone`);
+    }
+  }, 2000).unref();
+}
