@@ -393,6 +393,11 @@ const server = http.createServer((req, res) => {
     res.end(CSS);
     return;
   }
+  if (pathname === '/favicon.ico') {
+    res.statusCode = 204;
+    res.end();
+    return;
+  }
   if (pathname.startsWith('/interaction/')) {
     res.setHeader('X-Frame-Options', 'DENY');
     interactions(req, res, pathname).catch((err) => {
