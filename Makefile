@@ -15,13 +15,8 @@ build: ## build bin/varsel and the load tool bin/varsel-bench
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/varsel
 	$(GO) build -o $(BENCH) ./cmd/varsel-bench
 
-run: build ## start the dev Postgres under .data/, migrate, seed demo agencies, serve on 127.0.0.1:8080
-	@url=$$(deploy/pg.sh start) && \
-	export VARSEL_DATABASE_URL=$$url && \
-	$(BIN) migrate && \
-	deploy/demo.sh $(BIN) && \
-	echo "demo keys in .data/demo/; try: $(BIN) call GET /v1/whoami --key .data/demo/oslo-pd.jwk --agency oslo-pd --sub ola --role police-liaison" && \
-	exec $(BIN) serve --listen $(LISTEN) --keys file:.data/keys --test-subjects
+run: build ## start the dev Postgres, demo agencies, dev OpenID provider, broker (127.0.0.1:8080) and portal (127.0.0.1:8090)
+	@LISTEN=$(LISTEN) deploy/run.sh $(BIN)
 
 run-vault: build ## like run, but with a dev Vault on loopback holding the keys (--keys vault)
 	@url=$$(deploy/pg.sh start) && \
@@ -51,6 +46,7 @@ stop: ## stop the dev and test Postgres clusters and the dev Vault
 	-deploy/pg.sh stop
 	-deploy/pg.sh stop .data/test-pg
 	-deploy/vault/dev.sh stop
+	-deploy/oidc/oidc.sh stop
 
 wipe: stop ## stop everything and delete .data/ (the dev database, keys and demo keys)
 	rm -rf .data
