@@ -379,7 +379,9 @@ func TestExclusionIsADecision(t *testing.T) {
 	flags, entries := w.count(`SELECT count(*) FROM flags`), w.count(`SELECT count(*) FROM audit_entries`)
 	refused := []func(){
 		func() {},
-		func() { excl["decision"] = map[string]any{"decided_by": "Kontorleder", "decided_by_role": "controller"} },
+		func() {
+			excl["decision"] = map[string]any{"decided_by": "Kontorleder", "decided_by_role": "controller"}
+		},
 		func() {
 			d := exclusionDecision()
 			delete(d, "notice_given_at")
