@@ -419,6 +419,13 @@ func TestExclusionIsADecision(t *testing.T) {
 	if resp.Status != 201 || fl.Decision == nil || fl.Decision.DecidedByRole != "office-head" || fl.IssuedBy != "sec-1" {
 		t.Fatalf("exclusion: %d %s", resp.Status, resp.Body)
 	}
+	// The record is stored with the flag, and read back as given.
+	var stored service.FlagResult
+	if _, err := sec.JSON(context.Background(), "GET", "/v1/flags/"+fl.ID, nil, &stored); err != nil || stored.Decision == nil ||
+		stored.Decision.Reference != "NAV 26/7710" || stored.Decision.NoNoticeReason == "" || stored.Decision.MilderMeasuresConsidered == nil ||
+		!*stored.Decision.MilderMeasuresConsidered || stored.RepresentedBy != "issuer" {
+		t.Fatalf("stored exclusion: %v %+v", err, stored.Decision)
+	}
 	seen := func(c *client.Client, emergency bool) (int, bool) {
 		body := map[string]any{"subject": personA, "purpose": "meeting"}
 		if emergency {
