@@ -3,6 +3,7 @@ package service_test
 import (
 	"context"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -82,8 +83,17 @@ func TestExceptionAggregateQueuesIssuerNotices(t *testing.T) {
 	if n := count(t, `SELECT count(*) FROM webhook_pushes WHERE flag_id = $1`, police.ID); n != 0 {
 		t.Fatalf("%d pushes queued for an office without a webhook", n)
 	}
-	feed, err := f.svc.Disclosures(ctx, again(liaison), "", 0)
-	if err != nil || len(feed.Disclosures) != 1 || feed.Disclosures[0].LegalBasis != "politiregl-27-1" || !feed.Disclosures[0].ByException {
-		t.Fatalf("police feed %+v %v", feed, err)
+	feed, err := f.svc.Disclosures(ctx, again(liaison), strconv.FormatInt(res.Audit.Seq-1, 10), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mine []broker.Disclosure
+	for _, d := range feed.Disclosures {
+		if d.FlagID == police.ID {
+			mine = append(mine, d)
+		}
+	}
+	if len(mine) != 1 || mine[0].Seq != res.Audit.Seq || mine[0].LegalBasis != "politiregl-27-1" || !mine[0].ByException {
+		t.Fatalf("police feed for its flag: %+v", mine)
 	}
 }
