@@ -27,6 +27,8 @@ const (
 	CodeInvalidValidity       = "invalid_validity"
 	CodeInvalidRange          = "invalid_range"
 	CodeUnknownLegalBasis     = "unknown_legal_basis"
+	CodeRetiredLegalBasis     = "retired_legal_basis"      // repealed, replaced or withdrawn: refused for new flags
+	CodeLegalBasisNotInForce  = "legal_basis_not_in_force" // no commencement yet
 	CodeUnknownOffice         = "unknown_office"
 	CodeJustificationRequired = "justification_required"
 

@@ -56,12 +56,32 @@ type AnomalyRules struct {
 	Hours      OfficeHours
 }
 
-// DuePush is a webhook push to attempt: a warning's delivery to an
-// office's webhook.
+// Kinds of webhook push.
+const (
+	PushWarningDelivered    = "warning-delivered"    // a warning reached an office's inbox
+	PushExceptionDisclosure = "exception-disclosure" // the life-and-health exception reached an issuer's flag
+)
+
+// DuePush is a webhook push to attempt: a warning's delivery to an office's
+// webhook, or the notice to an issuing office that the life-and-health
+// exception reached one of its flags (FlagID, at the check entry CheckSeq,
+// under LegalBasis).
 type DuePush struct {
-	ID        int64
-	WarningID string
-	Office    string
-	URL       string
-	Attempts  int
+	ID         int64
+	Kind       string
+	WarningID  string
+	FlagID     string
+	CheckSeq   int64
+	LegalBasis string
+	Office     string
+	URL        string
+	Attempts   int
+}
+
+// ExceptionNotice is one issuer to tell, by webhook, of an exception
+// disclosure: the flag, its issuing office and the route it was reached by.
+type ExceptionNotice struct {
+	FlagID     string
+	Office     string
+	LegalBasis string
 }

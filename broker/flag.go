@@ -51,11 +51,64 @@ type Contact struct {
 	Phone string `json:"phone"`
 }
 
-// SubjectInformed records whether the person was told of the flag.
+// SubjectInformed records whether the person was told of the flag, or why
+// not. A flag under a basis with a subject-notice duty (or by a health
+// issuer, pasient- og brukerrettighetsloven § 3-6) must carry it.
 type SubjectInformed struct {
 	Informed *bool  `json:"informed"`
 	Reason   string `json:"reason,omitempty"`
 }
+
+// Decision-maker roles of a decision record (policies.DecidedByRoles).
+const (
+	DecidedByOfficeHead         = "office-head"
+	DecidedByController         = "controller"
+	DecidedByControllerDelegate = "controller-delegate"
+)
+
+// DecidedByRoles are the roles a decision record may name.
+var DecidedByRoles = []string{DecidedByOfficeHead, DecidedByController, DecidedByControllerDelegate}
+
+// DecisionRecord is the record of the decision to disclose: required under a
+// basis whose disclosures must be decided and recorded (politiregisterloven
+// § 27 femte ledd, § 30 andre ledd) and for every exclusion, the office
+// head's decision that the security coordinator records. Only who decided,
+// when, the archive reference and, for an exclusion, the notice and the
+// milder measures; never the grounds themselves, which stay in the issuer's
+// own archive under Reference.
+type DecisionRecord struct {
+	DecidedBy     string     `json:"decided_by"`
+	DecidedByRole string     `json:"decided_by_role"`
+	DecidedAt     *time.Time `json:"decided_at"`
+	Reference     string     `json:"reference"`
+	// NoticeGivenAt is when the person was told in advance, CouldRespond
+	// whether they could answer before the decision; NoNoticeReason why
+	// not, when either is missing.
+	NoticeGivenAt            *time.Time `json:"notice_given_at,omitempty"`
+	CouldRespond             *bool      `json:"could_respond,omitempty"`
+	NoNoticeReason           string     `json:"no_notice_reason,omitempty"`
+	MilderMeasuresConsidered *bool      `json:"milder_measures_considered,omitempty"`
+}
+
+// NoticeState is how the record accounts for advance notice: "given" (told
+// and could respond), "explained" (a reason why not) or "".
+func (d *DecisionRecord) NoticeState() string {
+	switch {
+	case d == nil:
+		return ""
+	case d.NoticeGivenAt != nil && d.CouldRespond != nil && *d.CouldRespond:
+		return "given"
+	case d.NoNoticeReason != "":
+		return "explained"
+	}
+	return ""
+}
+
+// Representation: who a reader sees as the issuer and contact.
+const (
+	RepresentedByIssuer   = "issuer"
+	RepresentedByDutyDesk = "duty-desk"
+)
 
 // Flag is a minimal risk warning about one person.
 type Flag struct {
@@ -75,10 +128,17 @@ type Flag struct {
 	Audience        Audience         `json:"audience"`
 	Contact         Contact          `json:"contact"`
 	SubjectInformed *SubjectInformed `json:"subject_informed,omitempty"`
-	CreatedAt       time.Time        `json:"created_at"`
-	RevokedAt       *time.Time       `json:"revoked_at,omitempty"`
-	RevokeReason    string           `json:"revoke_reason,omitempty"`
+	Decision        *DecisionRecord  `json:"decision,omitempty"`
+	// RepresentedBy is "duty-desk" when the issuer chose to be shown
+	// through the broker's duty desk, else "issuer".
+	RepresentedBy string     `json:"represented_by"`
+	CreatedAt     time.Time  `json:"created_at"`
+	RevokedAt     *time.Time `json:"revoked_at,omitempty"`
+	RevokeReason  string     `json:"revoke_reason,omitempty"`
 }
+
+// ViaDutyDesk reports whether the issuer chose the duty desk.
+func (f *Flag) ViaDutyDesk() bool { return f.RepresentedBy == RepresentedByDutyDesk }
 
 // StatusAt is the flag's status at t: expired once valid_until has passed.
 func (f *Flag) StatusAt(t time.Time) string {
@@ -100,6 +160,8 @@ type FlagRequest struct {
 	Audience        Audience         `json:"audience"`
 	Contact         Contact          `json:"contact"`
 	SubjectInformed *SubjectInformed `json:"subject_informed,omitempty"`
+	Decision        *DecisionRecord  `json:"decision,omitempty"`
+	RepresentedBy   string           `json:"represented_by,omitempty"`
 }
 
 var phonePattern = regexp.MustCompile(`^\+?[0-9][0-9 ]{4,19}$`)
@@ -108,11 +170,12 @@ func invalidField(format string, args ...any) error {
 	return CodeErrorf(EINVALID, CodeInvalidField, format, args...)
 }
 
-// Validate checks every field of a flag request that needs no lookup, for
-// an issuer of kind issuerKind, at time now. It returns the validity window.
-// The subject and the legal basis are checked by the caller (they need the
-// test-subject setting and the policy's list of bases).
-func (r *FlagRequest) Validate(issuerKind AgencyKind, now time.Time) (from, until time.Time, err error) {
+// Validate checks every field of a flag request that needs no lookup, at
+// time now, and returns the validity window. The subject, the legal basis
+// and the records a basis demands are checked by the caller (they need the
+// test-subject setting and the catalogue); an exclusion's decision record
+// and audience here, because the level alone demands them.
+func (r *FlagRequest) Validate(issuerOffice string, now time.Time) (from, until time.Time, err error) {
 	if !slices.Contains(Levels, r.Level) {
 		return from, until, invalidField("level must be one of %s", strings.Join(Levels, ", "))
 	}
@@ -161,8 +224,19 @@ func (r *FlagRequest) Validate(issuerKind AgencyKind, now time.Time) (from, unti
 				return from, until, err
 			}
 		}
-	} else if issuerKind == KindHealth {
-		return from, until, invalidField("subject_informed is required when a health agency issues a flag")
+	}
+	if err := r.Decision.validate(now); err != nil {
+		return from, until, err
+	}
+	if r.Level == LevelExclusion {
+		if err := r.validateExclusion(issuerOffice); err != nil {
+			return from, until, err
+		}
+	}
+	switch r.RepresentedBy {
+	case "", RepresentedByIssuer, RepresentedByDutyDesk:
+	default:
+		return from, until, invalidField("represented_by must be %s or %s", RepresentedByIssuer, RepresentedByDutyDesk)
 	}
 
 	from = now
@@ -187,6 +261,66 @@ func (r *FlagRequest) Validate(issuerKind AgencyKind, now time.Time) (from, unti
 		return from, until, CodeErrorf(EINVALID, CodeInvalidValidity, "a flag may be valid for at most %s", what)
 	}
 	return from.Truncate(time.Microsecond), until.Truncate(time.Microsecond), nil
+}
+
+// validate checks a decision record's fields, when there is one.
+func (d *DecisionRecord) validate(now time.Time) error {
+	if d == nil {
+		return nil
+	}
+	if err := CheckText("decision.decided_by", d.DecidedBy, 100); err != nil {
+		return err
+	}
+	if !slices.Contains(DecidedByRoles, d.DecidedByRole) {
+		return invalidField("decision.decided_by_role must be one of %s", strings.Join(DecidedByRoles, ", "))
+	}
+	if d.DecidedAt == nil || d.DecidedAt.After(now.Add(5*time.Minute)) || d.DecidedAt.Before(now.Add(-MaxValidity)) {
+		return invalidField("decision.decided_at is required: when the decision was taken, within the last year")
+	}
+	if err := CheckText("decision.reference", d.Reference, 100); err != nil {
+		return err
+	}
+	if d.NoticeGivenAt != nil {
+		if d.NoticeGivenAt.After(*d.DecidedAt) {
+			return invalidField("decision.notice_given_at must be before the decision (decided_at)")
+		}
+		if d.CouldRespond == nil {
+			return invalidField("decision.could_respond is required with notice_given_at")
+		}
+	} else if d.CouldRespond != nil {
+		return invalidField("decision.could_respond is only for a notice given (notice_given_at)")
+	}
+	if d.NoNoticeReason != "" {
+		if err := CheckText("decision.no_notice_reason", d.NoNoticeReason, 200); err != nil {
+			return err
+		}
+		if d.NoticeState() == "given" {
+			return invalidField("decision.no_notice_reason is only for a notice not given or no chance to respond")
+		}
+	}
+	return nil
+}
+
+// validateExclusion checks what an exclusion needs whatever its basis: the
+// office head's complete decision record, and the issuer's own office, and
+// nothing else, as its audience.
+func (r *FlagRequest) validateExclusion(issuerOffice string) error {
+	d := r.Decision
+	switch {
+	case d == nil:
+		return invalidField("an exclusion needs its decision record (decision): who decided, when, the reference, the notice and the milder measures considered")
+	case d.DecidedByRole != DecidedByOfficeHead:
+		return invalidField("an exclusion is the office head's decision: decision.decided_by_role must be %s", DecidedByOfficeHead)
+	case d.NoticeState() == "":
+		return invalidField("an exclusion's decision must say when the person was told and could respond (notice_given_at, could_respond) or why not (no_notice_reason)")
+	case d.MilderMeasuresConsidered == nil || !*d.MilderMeasuresConsidered:
+		return invalidField("an exclusion's decision must record that milder measures were considered (milder_measures_considered: true)")
+	case issuerOffice == "":
+		return invalidField("an exclusion is issued from a NAV office: the token needs an office")
+	case len(r.Audience.Kinds) > 0 || len(r.Audience.Offices) != 1 || r.Audience.Offices[0] != issuerOffice:
+		return invalidField("an exclusion's audience is its own office alone: audience must be {\"offices\": [%q]}", issuerOffice)
+	}
+	return nil
 }
 
 func checkSet(name string, got, allowed []string) error {

@@ -52,4 +52,7 @@ type Disclosure struct {
 	Action     string    `json:"action"`
 	LegalBasis string    `json:"legal_basis"`
 	Emergency  bool      `json:"emergency"`
+	// ByException: the flag was not shown, only counted into the
+	// life-and-health exception's aggregate (under LegalBasis, the route).
+	ByException bool `json:"by_exception"`
 }

@@ -21,7 +21,6 @@ import (
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -32,6 +31,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
@@ -51,9 +51,8 @@ const (
 	authzQuery      = "data.authz.decision"
 	disclosureQuery = "data.disclosure.decision"
 
-	// EmergencyBasis is the legal basis recorded for every disclosure under
-	// the life-and-health exception.
-	EmergencyBasis = "fvl-13b-7"
+	// maxValidityDays is the longest any flag lasts; a basis may set less.
+	maxValidityDays = 365
 )
 
 // Actions that [Engine.Authorize] knows. Any other action is denied.
@@ -96,6 +95,10 @@ type AuthzInput struct {
 	Action    string    `json:"action"`
 	Principal Principal `json:"principal"`
 	Resource  any       `json:"resource"`
+	// Time is the decision time: a legal basis counts only on the days it
+	// is in force (its date in Norway). The zero time is no time, and no
+	// basis is in force then.
+	Time time.Time `json:"time"`
 }
 
 // IssueResource is the resource of flag.issue and warning.issue.
@@ -104,15 +107,35 @@ type IssueResource struct {
 	LegalBasis string        `json:"legal_basis"`
 	Audience   IssueAudience `json:"audience"`
 	// ValidityDays is valid_until − valid_from in whole days, rounded up.
-	ValidityDays         int  `json:"validity_days"`
-	SubjectInformedGiven bool `json:"subject_informed_given"`
+	ValidityDays int `json:"validity_days"`
+	// SubjectNoticeGiven: the flag records whether the person was told,
+	// or why not.
+	SubjectNoticeGiven bool          `json:"subject_notice_given"`
+	Decision           IssueDecision `json:"decision"`
 }
+
+// IssueDecision is what the policy needs to know of a flag's decision record.
+type IssueDecision struct {
+	Given         bool   `json:"given"`
+	DecidedByRole string `json:"decided_by_role"`
+	// Notice is "given" (the person was told in advance and could
+	// respond), "explained" (the record says why not) or "".
+	Notice                   string `json:"notice"`
+	MilderMeasuresConsidered bool   `json:"milder_measures_considered"`
+}
+
+// Notice states of an IssueDecision.
+const (
+	NoticeGiven     = "given"
+	NoticeExplained = "explained"
+)
 
 // IssueAudience is the audience of a flag being issued. OfficeKinds are the
 // kinds of the agencies that own the audience's offices, resolved by the
 // caller, so that the policy can check them against the basis's direction.
 type IssueAudience struct {
 	Kinds       []string `json:"kinds"`
+	Offices     []string `json:"offices"`
 	OfficeKinds []string `json:"office_kinds"`
 }
 
@@ -135,12 +158,15 @@ type Decision struct {
 }
 
 // DisclosureInput asks which of a subject's flags a check reveals to
-// Principal. Flags must hold only active, unexpired flags.
+// Principal at Time. Flags must hold only active, unexpired flags.
 type DisclosureInput struct {
 	Principal Principal  `json:"principal"`
 	Purpose   string     `json:"purpose"`
 	Emergency bool       `json:"emergency"`
 	Flags     []FlagMeta `json:"flags"`
+	// Time is the decision time: a flag is disclosed only under a basis in
+	// force then.
+	Time time.Time `json:"time"`
 }
 
 // FlagMeta is what the disclosure policy needs to know about a flag.
@@ -152,6 +178,8 @@ type FlagMeta struct {
 	IssuerOffice string   `json:"issuer_office"`
 	LegalBasis   string   `json:"legal_basis"`
 	Audience     Audience `json:"audience"`
+	// DutyDesk: the issuer chose to be represented by the duty desk.
+	DutyDesk bool `json:"duty_desk"`
 }
 
 // Audience is who a flag is meant for: agency kinds and office ids.
@@ -161,40 +189,38 @@ type Audience struct {
 }
 
 // Disclosure is the disclosure answer. Allow says whether the role may run a
-// check at all; Flags lists only what is disclosed, sorted by id, and is empty
-// when Allow is false. ReviewRequired is set for every emergency check.
+// check at all; Flags lists only what is disclosed in full, sorted by id, and
+// Exception the flags the life-and-health exception reaches, sorted by id;
+// both are empty when Allow is false. ReviewRequired is set for every
+// emergency check.
 type Disclosure struct {
 	Allow          bool        `json:"allow"`
 	Flags          []Disclosed `json:"flags"`
+	Exception      []Excepted  `json:"exception"`
 	ReviewRequired bool        `json:"review_required"`
 	Reasons        []string    `json:"reasons"`
 }
 
-// Disclosed is one disclosed flag. Fields lists, sorted, the flag fields the
-// reader may see; anything else must be left out of the response. DutyDesk
-// means the caller must replace issuer and contact with the broker's duty
-// desk (a health-sourced flag read outside the health sector).
+// Disclosed is one flag disclosed in full. Fields lists, sorted, the flag
+// fields the reader may see; anything else must be left out of the response.
+// LegalBasis is the basis it is disclosed under (for the audit entry),
+// ShownBasis what the reader is shown as its basis. DutyDesk means the caller
+// must replace issuer and contact with the broker's duty desk.
 type Disclosed struct {
 	ID         string   `json:"id"`
 	Fields     []string `json:"fields"`
 	LegalBasis string   `json:"legal_basis"`
-	Emergency  bool     `json:"emergency"`
+	ShownBasis string   `json:"shown_basis"`
 	DutyDesk   bool     `json:"duty_desk"`
 }
 
-// LegalBasis is one legal basis for disclosure, as served at
-// GET /v1/legal-bases.
-type LegalBasis struct {
-	Code          string   `json:"code"`
-	Title         string   `json:"title"`
-	Citation      string   `json:"citation"`
-	From          []string `json:"from"`
-	To            []string `json:"to"`
-	EmergencyOnly bool     `json:"emergency_only"`
-	Conditions    string   `json:"conditions"`
-	// SameOffice restricts the basis to readers at the issuing office
-	// (NAV-loven § 16). It is not part of the v1 wire format.
-	SameOffice bool `json:"-"`
+// Excepted is a flag the life-and-health exception reaches: it is shown
+// only inside the one aggregate of the check (highest level, union of
+// precautions), never by itself. LegalBasis is the exception's route for
+// the issuer's kind (fvl-13b-7 for NAV, politiregl-27-1 for the police).
+type Excepted struct {
+	ID         string `json:"id"`
+	LegalBasis string `json:"legal_basis"`
 }
 
 // Engine holds the prepared queries. Safe for concurrent use.
@@ -202,7 +228,7 @@ type Engine struct {
 	authz      rego.PreparedEvalQuery
 	disclosure rego.PreparedEvalQuery
 	version    string
-	bases      map[string]LegalBasis
+	catalogue  *Catalogue
 	codes      []string
 	words      vocabulary
 
@@ -222,7 +248,7 @@ func newEngine(ctx context.Context, fsys fs.FS) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	bases, err := parseLegalBases(src[dataFile])
+	cat, err := parseCatalogue(src[dataFile])
 	if err != nil {
 		return nil, err
 	}
@@ -272,7 +298,7 @@ func newEngine(ctx context.Context, fsys fs.FS) (*Engine, error) {
 		}
 		return pq, nil
 	}
-	e := &Engine{version: version(src), bases: bases}
+	e := &Engine{version: version(src), catalogue: cat}
 	if e.authz, err = prepare(authzQuery, decodeDecision); err != nil {
 		return nil, err
 	}
@@ -281,7 +307,7 @@ func newEngine(ctx context.Context, fsys fs.FS) (*Engine, error) {
 	}
 	// The no-flags memo is exact only while the rules never read the sub.
 	e.memoOK = !readsSub(modules, "disclosure")
-	e.codes = slices.Sorted(maps.Keys(bases))
+	e.codes = slices.Sorted(maps.Keys(cat.LegalBases))
 	e.words = newVocabulary(slices.Concat(baseWords, e.codes)...)
 	return e, nil
 }
@@ -337,54 +363,17 @@ func version(src map[string][]byte) string {
 
 var validKinds = map[string]bool{"nav-state": true, "nav-municipal": true, "police": true, "health": true}
 
-// parseLegalBases decodes and checks data.legal_bases, so that a broken
-// data.json stops the broker at start rather than denying (or worse) later.
-func parseLegalBases(bs []byte) (map[string]LegalBasis, error) {
-	type basis struct {
-		Title         string   `json:"title"`
-		Citation      string   `json:"citation"`
-		From          []string `json:"from"`
-		To            []string `json:"to"`
-		EmergencyOnly *bool    `json:"emergency_only"`
-		Conditions    string   `json:"conditions"`
-		SameOffice    bool     `json:"same_office"`
+// Catalogue returns a copy of the legal bases and the obligations data.json holds.
+func (e *Engine) Catalogue() Catalogue {
+	c := Catalogue{IssuerObligations: maps.Clone(e.catalogue.IssuerObligations),
+		LevelObligations: map[string]LevelObligations{}, LegalBases: map[string]LegalBasis{}}
+	for l := range e.catalogue.LevelObligations {
+		c.LevelObligations[l], _ = e.LevelObligations(l)
 	}
-	var doc struct {
-		LegalBases map[string]basis `json:"legal_bases"`
+	for code, b := range e.catalogue.LegalBases {
+		c.LegalBases[code] = cloneBasis(b)
 	}
-	dec := json.NewDecoder(strings.NewReader(string(bs)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&doc); err != nil {
-		return nil, fmt.Errorf("parse legal bases in %s: %w", dataFile, err)
-	}
-	out := make(map[string]LegalBasis, len(doc.LegalBases))
-	for code, b := range doc.LegalBases {
-		if code == "" || b.Title == "" || b.Citation == "" || b.Conditions == "" || b.EmergencyOnly == nil {
-			return nil, fmt.Errorf("legal basis %q: code, title, citation, conditions and emergency_only are required", code)
-		}
-		if len(b.From) == 0 || len(b.To) == 0 {
-			return nil, fmt.Errorf("legal basis %q: from and to must not be empty", code)
-		}
-		for _, k := range slices.Concat(b.From, b.To) {
-			if !validKinds[k] {
-				return nil, fmt.Errorf("legal basis %q: unknown agency kind %q", code, k)
-			}
-		}
-		out[code] = LegalBasis{
-			Code:          code,
-			Title:         b.Title,
-			Citation:      b.Citation,
-			From:          b.From,
-			To:            b.To,
-			EmergencyOnly: *b.EmergencyOnly,
-			Conditions:    b.Conditions,
-			SameOffice:    b.SameOffice,
-		}
-	}
-	if b, ok := out[EmergencyBasis]; !ok || !b.EmergencyOnly {
-		return nil, fmt.Errorf("legal bases: %q must exist and be emergency_only", EmergencyBasis)
-	}
-	return out, nil
+	return c
 }
 
 // Version is the hex SHA-256 of the policy modules and data.json, recorded
@@ -402,27 +391,69 @@ func Version() (string, error) {
 	return version(src), nil
 }
 
-// LegalBases returns every legal basis, sorted by code.
+// LegalBases returns every legal basis in the catalogue, retired ones and
+// those not yet in force included, sorted by code.
 func (e *Engine) LegalBases() []LegalBasis {
 	out := make([]LegalBasis, 0, len(e.codes))
 	for _, code := range e.codes {
-		out = append(out, cloneBasis(e.bases[code]))
+		out = append(out, cloneBasis(e.catalogue.LegalBases[code]))
 	}
 	return out
 }
 
-// LegalBasis returns the legal basis with the given code.
+// LegalBasesAt returns the legal bases in force at t, sorted by code.
+func (e *Engine) LegalBasesAt(t time.Time) []LegalBasis {
+	out := []LegalBasis{}
+	for _, code := range e.codes {
+		if b := e.catalogue.LegalBases[code]; b.InForceAt(t) {
+			out = append(out, cloneBasis(b))
+		}
+	}
+	return out
+}
+
+// LegalBasis returns the legal basis with the given code, in force or not:
+// old audit entries and flags still resolve after a basis is retired.
 func (e *Engine) LegalBasis(code string) (LegalBasis, bool) {
-	b, ok := e.bases[code]
+	b, ok := e.catalogue.LegalBases[code]
 	if !ok {
 		return LegalBasis{}, false
 	}
 	return cloneBasis(b), true
 }
 
+// SubjectNoticeFor is the strictest subject-notice duty that a flag under
+// basis by an issuer of kind issuerKind carries: the basis's own, or the
+// one the issuer's kind owes whatever the basis (health personnel:
+// pasient- og brukerrettighetsloven § 3-6).
+func (e *Engine) SubjectNoticeFor(b LegalBasis, issuerKind string) SubjectNotice {
+	n := b.Obligations.SubjectNotice
+	if o, ok := e.catalogue.IssuerObligations[issuerKind]; ok && noticeRank[o.SubjectNotice.Level] > noticeRank[n.Level] {
+		n = o.SubjectNotice
+	}
+	return n
+}
+
+var noticeRank = map[string]int{NoticeNone: 0, NoticeIfPossible: 1, NoticeRequired: 2}
+
+// LevelObligations returns what a flag's level demands whatever the basis.
+func (e *Engine) LevelObligations(level string) (LevelObligations, bool) {
+	o, ok := e.catalogue.LevelObligations[level]
+	if ok {
+		o.DecisionRecord.DecidedByRoles = slices.Clone(o.DecisionRecord.DecidedByRoles)
+	}
+	return o, ok
+}
+
 func cloneBasis(b LegalBasis) LegalBasis {
 	b.From = slices.Clone(b.From)
 	b.To = slices.Clone(b.To)
+	b.Obligations.DecisionRecord.DecidedByRoles = slices.Clone(b.Obligations.DecisionRecord.DecidedByRoles)
+	if b.Retired != nil {
+		r := *b.Retired
+		r.ReplacedBy = slices.Clone(r.ReplacedBy)
+		b.Retired = &r
+	}
 	return b
 }
 
@@ -459,6 +490,7 @@ func (e *Engine) Disclose(ctx context.Context, in DisclosureInput) (Disclosure, 
 	// the disclosure rules read (New refuses the memo if they read sub).
 	var key noFlagsKey
 	if len(in.Flags) == 0 && e.memoOK {
+		// The time is not in the key: without flags, no basis is looked at.
 		key = noFlagsKey{in.Principal.Agency, in.Principal.AgencyKind, in.Principal.Role, in.Principal.Office, in.Purpose, in.Emergency}
 		if v, ok := e.noFlags.Load(key); ok {
 			return v.(Disclosure).clone(), nil
@@ -481,9 +513,13 @@ type noFlagsKey struct {
 
 func (d Disclosure) clone() Disclosure {
 	d.Flags = slices.Clone(d.Flags)
+	d.Exception = slices.Clone(d.Exception)
 	d.Reasons = slices.Clone(d.Reasons)
 	if d.Flags == nil {
 		d.Flags = []Disclosed{}
+	}
+	if d.Exception == nil {
+		d.Exception = []Excepted{}
 	}
 	return d
 }
@@ -526,7 +562,7 @@ func (e *Engine) disclose(ctx context.Context, in DisclosureInput) (Disclosure, 
 		return Disclosure{}, fmt.Errorf("disclose %d flags: %w", len(in.Flags), err)
 	}
 	if v == nil {
-		return Disclosure{Flags: []Disclosed{}, ReviewRequired: in.Emergency, Reasons: []string{reasonUndefined}}, nil
+		return Disclosure{Flags: []Disclosed{}, Exception: []Excepted{}, ReviewRequired: in.Emergency, Reasons: []string{reasonUndefined}}, nil
 	}
 	d, ok := v.(Disclosure)
 	if !ok {

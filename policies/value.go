@@ -2,6 +2,7 @@ package policies
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
@@ -12,34 +13,42 @@ import (
 // the default result conversion builds maps only for us to pick them apart
 // again. Keys are shared terms; OPA never mutates input or result terms.
 var (
-	keyAction               = ast.StringTerm("action")
-	keyPrincipal            = ast.StringTerm("principal")
-	keyResource             = ast.StringTerm("resource")
-	keyAgency               = ast.StringTerm("agency")
-	keyAgencyKind           = ast.StringTerm("agency_kind")
-	keyRole                 = ast.StringTerm("role")
-	keyOffice               = ast.StringTerm("office")
-	keySub                  = ast.StringTerm("sub")
-	keyLevel                = ast.StringTerm("level")
-	keyLegalBasis           = ast.StringTerm("legal_basis")
-	keyAudience             = ast.StringTerm("audience")
-	keyKinds                = ast.StringTerm("kinds")
-	keyOfficeKinds          = ast.StringTerm("office_kinds")
-	keyOffices              = ast.StringTerm("offices")
-	keyValidityDays         = ast.StringTerm("validity_days")
-	keySubjectInformedGiven = ast.StringTerm("subject_informed_given")
-	keyIssuerAgency         = ast.StringTerm("issuer_agency")
-	keyIssuerKind           = ast.StringTerm("issuer_kind")
-	keyIssuerOffice         = ast.StringTerm("issuer_office")
-	keyPurpose              = ast.StringTerm("purpose")
-	keyEmergency            = ast.StringTerm("emergency")
-	keyFlags                = ast.StringTerm("flags")
-	keyID                   = ast.StringTerm("id")
-	keyAllow                = ast.StringTerm("allow")
-	keyReasons              = ast.StringTerm("reasons")
-	keyFields               = ast.StringTerm("fields")
-	keyDutyDesk             = ast.StringTerm("duty_desk")
-	keyReviewRequired       = ast.StringTerm("review_required")
+	keyAction             = ast.StringTerm("action")
+	keyPrincipal          = ast.StringTerm("principal")
+	keyResource           = ast.StringTerm("resource")
+	keyAgency             = ast.StringTerm("agency")
+	keyAgencyKind         = ast.StringTerm("agency_kind")
+	keyRole               = ast.StringTerm("role")
+	keyOffice             = ast.StringTerm("office")
+	keySub                = ast.StringTerm("sub")
+	keyLevel              = ast.StringTerm("level")
+	keyLegalBasis         = ast.StringTerm("legal_basis")
+	keyAudience           = ast.StringTerm("audience")
+	keyKinds              = ast.StringTerm("kinds")
+	keyOfficeKinds        = ast.StringTerm("office_kinds")
+	keyOffices            = ast.StringTerm("offices")
+	keyValidityDays       = ast.StringTerm("validity_days")
+	keySubjectNoticeGiven = ast.StringTerm("subject_notice_given")
+	keyDecision           = ast.StringTerm("decision")
+	keyGiven              = ast.StringTerm("given")
+	keyDecidedByRole      = ast.StringTerm("decided_by_role")
+	keyNotice             = ast.StringTerm("notice")
+	keyMilderMeasures     = ast.StringTerm("milder_measures_considered")
+	keyTime               = ast.StringTerm("time")
+	keyException          = ast.StringTerm("exception")
+	keyShownBasis         = ast.StringTerm("shown_basis")
+	keyIssuerAgency       = ast.StringTerm("issuer_agency")
+	keyIssuerKind         = ast.StringTerm("issuer_kind")
+	keyIssuerOffice       = ast.StringTerm("issuer_office")
+	keyPurpose            = ast.StringTerm("purpose")
+	keyEmergency          = ast.StringTerm("emergency")
+	keyFlags              = ast.StringTerm("flags")
+	keyID                 = ast.StringTerm("id")
+	keyAllow              = ast.StringTerm("allow")
+	keyReasons            = ast.StringTerm("reasons")
+	keyFields             = ast.StringTerm("fields")
+	keyDutyDesk           = ast.StringTerm("duty_desk")
+	keyReviewRequired     = ast.StringTerm("review_required")
 )
 
 // vocabulary holds shared string terms for the words that recur in every
@@ -61,6 +70,7 @@ var baseWords = []string{
 	"nav-state", "nav-municipal", "police", "health", "broker",
 	"caseworker", "reception", "security-coordinator", "police-liaison",
 	"health-worker", "privacy-officer", "agency-admin",
+	DecidedByOfficeHead, DecidedByController, DecidedByControllerDelegate, NoticeGiven, NoticeExplained,
 	"meeting", "home-visit", "phone-call", "case-processing",
 	"caution", "high", "exclusion",
 	ActionFlagIssue, ActionWarningIssue, ActionFlagRead, ActionFlagRevoke,
@@ -93,7 +103,17 @@ func (v vocabulary) authzValue(in AuthzInput) (ast.Value, error) {
 		ast.Item(keyAction, v.str(in.Action)),
 		ast.Item(keyPrincipal, v.principalTerm(in.Principal)),
 		ast.Item(keyResource, res),
+		ast.Item(keyTime, timeTerm(in.Time)),
 	), nil
+}
+
+// timeTerm is t in RFC 3339 (UTC, nanoseconds), or "" for the zero time,
+// which no basis is in force at.
+func timeTerm(t time.Time) *ast.Term {
+	if t.IsZero() {
+		return ast.StringTerm("")
+	}
+	return ast.StringTerm(t.UTC().Format(time.RFC3339Nano))
 }
 
 func (v vocabulary) resourceTerm(r any) (*ast.Term, error) {
@@ -135,10 +155,17 @@ func (v vocabulary) issueTerm(r *IssueResource) *ast.Term {
 		ast.Item(keyLegalBasis, v.str(r.LegalBasis)),
 		ast.Item(keyAudience, ast.ObjectTerm(
 			ast.Item(keyKinds, v.strs(r.Audience.Kinds)),
+			ast.Item(keyOffices, v.strs(r.Audience.Offices)),
 			ast.Item(keyOfficeKinds, v.strs(r.Audience.OfficeKinds)),
 		)),
 		ast.Item(keyValidityDays, ast.IntNumberTerm(r.ValidityDays)),
-		ast.Item(keySubjectInformedGiven, ast.BooleanTerm(r.SubjectInformedGiven)),
+		ast.Item(keySubjectNoticeGiven, ast.BooleanTerm(r.SubjectNoticeGiven)),
+		ast.Item(keyDecision, ast.ObjectTerm(
+			ast.Item(keyGiven, ast.BooleanTerm(r.Decision.Given)),
+			ast.Item(keyDecidedByRole, v.str(r.Decision.DecidedByRole)),
+			ast.Item(keyNotice, v.str(r.Decision.Notice)),
+			ast.Item(keyMilderMeasures, ast.BooleanTerm(r.Decision.MilderMeasuresConsidered)),
+		)),
 	)
 }
 
@@ -167,6 +194,7 @@ func (v vocabulary) disclosureValue(in DisclosureInput) ast.Value {
 				ast.Item(keyKinds, v.strs(f.Audience.Kinds)),
 				ast.Item(keyOffices, v.strs(f.Audience.Offices)),
 			)),
+			ast.Item(keyDutyDesk, ast.BooleanTerm(f.DutyDesk)),
 		)
 	}
 	return ast.NewObject(
@@ -174,6 +202,7 @@ func (v vocabulary) disclosureValue(in DisclosureInput) ast.Value {
 		ast.Item(keyPurpose, v.str(in.Purpose)),
 		ast.Item(keyEmergency, ast.BooleanTerm(in.Emergency)),
 		ast.Item(keyFlags, ast.ArrayTerm(flags...)),
+		ast.Item(keyTime, timeTerm(in.Time)),
 	)
 }
 
@@ -236,10 +265,30 @@ func decodeDisclosure(t *ast.Term, _ *rego.EvalContext) (any, error) {
 		if x.LegalBasis, err = stringField(f, keyLegalBasis); err != nil {
 			return nil, err
 		}
-		if x.Emergency, err = boolField(f, keyEmergency); err != nil {
+		if x.ShownBasis, err = stringField(f, keyShownBasis); err != nil {
 			return nil, err
 		}
 		if x.DutyDesk, err = boolField(f, keyDutyDesk); err != nil {
+			return nil, err
+		}
+	}
+	exc, err := arrayField(obj, keyException)
+	if err != nil {
+		return nil, err
+	}
+	if !d.Allow && exc.Len() > 0 {
+		return nil, fmt.Errorf("%w: %d flags excepted for a reader who may not check", errShape, exc.Len())
+	}
+	d.Exception = make([]Excepted, exc.Len())
+	for i := range exc.Len() {
+		f, ok := exc.Elem(i).Value.(ast.Object)
+		if !ok {
+			return nil, fmt.Errorf("%w: exception[%d] is %s", errShape, i, ast.ValueName(exc.Elem(i).Value))
+		}
+		if d.Exception[i].ID, err = stringField(f, keyID); err != nil {
+			return nil, err
+		}
+		if d.Exception[i].LegalBasis, err = stringField(f, keyLegalBasis); err != nil {
 			return nil, err
 		}
 	}

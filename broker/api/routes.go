@@ -3,6 +3,7 @@ package api
 import (
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -18,6 +19,7 @@ func (s *Server) routes(g *echo.Group) {
 	g.POST("/flags/:id/revoke", s.revokeFlag)
 	g.POST("/checks", s.check)
 	g.GET("/legal-bases", s.legalBases)
+	g.GET("/legal-bases/:code", s.legalBasis)
 	g.GET("/flags/disclosures", s.disclosures)
 	g.POST("/warnings", s.issueWarning)
 	g.GET("/warnings/inbox", s.inbox)
@@ -136,8 +138,26 @@ func (s *Server) check(c echo.Context) error {
 	return c.JSON(http.StatusOK, res)
 }
 
+// legalBases lists the bases in force now, or at ?at=RFC3339.
 func (s *Server) legalBases(c echo.Context) error {
-	return c.JSON(http.StatusOK, map[string]any{"legal_bases": s.cfg.Service.Policies.LegalBases()})
+	var at *time.Time
+	if v := c.QueryParam("at"); v != "" {
+		t, err := time.Parse(time.RFC3339, v)
+		if err != nil {
+			return broker.CodeErrorf(broker.EINVALID, broker.CodeInvalidField, "at must be an RFC 3339 time, e.g. 2021-06-30T12:00:00Z")
+		}
+		at = &t
+	}
+	return c.JSON(http.StatusOK, map[string]any{"legal_bases": s.cfg.Service.LegalBases(at)})
+}
+
+// legalBasis shows one basis, retired or not yet in force included.
+func (s *Server) legalBasis(c echo.Context) error {
+	b, err := s.cfg.Service.LegalBasis(c.Param("code"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, b)
 }
 
 func (s *Server) issueWarning(c echo.Context) error {

@@ -124,8 +124,11 @@ func issueFlag(t *testing.T, base string, s *client.Signer, subject string) {
 	body := map[string]any{
 		"subject": subject, "level": "high", "categories": []string{"threats"}, "precautions": []string{"two-staff"},
 		"valid_until": time.Now().Add(30 * 24 * time.Hour).UTC().Format(time.RFC3339),
-		"legal_basis": "politiregl-27", "audience": map[string]any{"kinds": []string{"nav-state"}},
-		"contact": map[string]any{"unit": "Oslo PD", "phone": "+47 22 66 90 50"},
+		"legal_basis": "politiregl-27-2", "audience": map[string]any{"kinds": []string{"nav-state"}},
+		"contact":          map[string]any{"unit": "Oslo PD", "phone": "+47 22 66 90 50"},
+		"subject_informed": map[string]any{"informed": true},
+		"decision": map[string]any{"decided_by": "Seksjonsleder", "decided_by_role": "controller",
+			"decided_at": time.Now().Add(-time.Hour).UTC().Format(time.RFC3339), "reference": "OPD 26/1"},
 	}
 	if resp, err := c.JSON(context.Background(), "POST", "/v1/flags", body, nil); err != nil || resp.Status != 201 {
 		t.Fatalf("issue flag: %v %+v", err, resp)

@@ -360,7 +360,7 @@ func opaReference(ctx context.Context, cfg Config, w *world, res *Result, logf f
 				}
 				in := map[string]any{"input": map[string]any{
 					"principal": map[string]any{"agency": e.signer.Agency, "agency_kind": e.kind, "role": e.emp.Role, "office": e.emp.Office, "sub": e.emp.Sub},
-					"purpose":   "meeting", "emergency": false, "flags": flags}}
+					"purpose":   "meeting", "emergency": false, "flags": flags, "time": time.Now().UTC().Format(time.RFC3339Nano)}}
 				body, _ := json.Marshal(in)
 				start := time.Now()
 				resp, err := hc.Post(url, "application/json", bytes.NewReader(body))

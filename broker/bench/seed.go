@@ -150,9 +150,9 @@ func seedFlags(ctx context.Context, pool *pgxpool.Pool, w *world, n int) error {
 		var inf *bool
 		switch x := r.IntN(100); {
 		case x < 70:
-			issuer, kind, basis, audience = fmt.Sprintf("police-%d", 1+r.IntN(2)), "police", "politiregl-27", []string{"nav-state", "nav-municipal"}
+			issuer, kind, basis, audience = fmt.Sprintf("police-%d", 1+r.IntN(2)), "police", "politiregl-27-2", []string{"nav-state", "nav-municipal"}
 		case x < 85:
-			issuer, kind, basis, audience = fmt.Sprintf("nav-mun-%d", 1+r.IntN(3)), "nav-municipal", "sotjl-44", []string{"nav-state", "police"}
+			issuer, kind, basis, audience = fmt.Sprintf("nav-mun-%d", 1+r.IntN(3)), "nav-municipal", "fvl-13b-6-sotjl", []string{"police"}
 		default:
 			issuer, kind, basis, audience = fmt.Sprintf("health-%d", 1+r.IntN(2)), "health", "hpl-23-4", []string{"nav-state"}
 			inf = &informed
@@ -163,7 +163,8 @@ func seedFlags(ctx context.Context, pool *pgxpool.Pool, w *world, n int) error {
 				w.flagMeta = append(w.flagMeta, nil)
 			}
 			w.flagMeta[person] = append(w.flagMeta[person], map[string]any{"id": id, "level": "high", "issuer_agency": issuer,
-				"issuer_kind": kind, "issuer_office": "", "legal_basis": basis, "audience": map[string]any{"kinds": audience, "offices": []string{}}})
+				"issuer_kind": kind, "issuer_office": "", "legal_basis": basis, "audience": map[string]any{"kinds": audience, "offices": []string{}},
+				"duty_desk": false})
 		}
 		i++
 		return []any{id, ref, issuer, kind, "", "officer", []string{"caution", "high"}[r.IntN(2)], pick(r, categories),
@@ -221,7 +222,7 @@ func seedEntries(ctx context.Context, pool *pgxpool.Pool, n int, logf func(strin
 			e.RequestJTI = fmt.Sprintf("seed-%d", k)
 			if r.IntN(10) == 0 {
 				e.FlagIDs = []string{fmt.Sprintf("%08x-0000-4000-8000-000000000000", r.IntN(1000))}
-				e.LegalBasis = "politiregl-27"
+				e.LegalBasis = "politiregl-27-2"
 			}
 			entries[i] = e
 		}

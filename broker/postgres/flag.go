@@ -69,15 +69,18 @@ func insertFlag(ctx context.Context, tx pgx.Tx, f *broker.Flag) error {
 	if kinds == nil {
 		kinds = []string{}
 	}
+	if f.RepresentedBy == "" {
+		f.RepresentedBy = broker.RepresentedByIssuer
+	}
 	err := tx.QueryRow(ctx, `
 			INSERT INTO flags (id, subject_ref, issuer, issuer_kind, issuer_office, issued_by, level, categories,
 				precautions, valid_from, valid_until, audience_kinds, audience_offices, legal_basis,
-				contact_unit, contact_phone, subject_informed, subject_informed_reason)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+				contact_unit, contact_phone, subject_informed, subject_informed_reason, decision, represented_by)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
 			RETURNING status, created_at`,
 		f.ID, f.SubjectRef, f.Issuer, string(f.IssuerKind), f.IssuerOffice, f.IssuedBy, f.Level, f.Categories,
 		f.Precautions, f.ValidFrom, f.ValidUntil, kinds, offices, f.LegalBasis,
-		f.Contact.Unit, f.Contact.Phone, informed, reason).Scan(&f.Status, &f.CreatedAt)
+		f.Contact.Unit, f.Contact.Phone, informed, reason, f.Decision, f.RepresentedBy).Scan(&f.Status, &f.CreatedAt)
 	if err != nil {
 		return fmt.Errorf("insert flag: %w", err)
 	}
@@ -86,7 +89,7 @@ func insertFlag(ctx context.Context, tx pgx.Tx, f *broker.Flag) error {
 
 const flagColumns = `id, subject_ref, issuer, issuer_kind, issuer_office, issued_by, level, categories, precautions,
 	valid_from, valid_until, audience_kinds, audience_offices, legal_basis, contact_unit, contact_phone,
-	subject_informed, subject_informed_reason, status, created_at, revoked_at, revoke_reason`
+	subject_informed, subject_informed_reason, status, created_at, revoked_at, revoke_reason, decision, represented_by`
 
 func scanFlag(row pgx.Row) (*broker.Flag, error) {
 	return scanFlagAfter(row)
@@ -99,7 +102,8 @@ func scanFlagAfter(row pgx.Row, before ...any) (*broker.Flag, error) {
 	var informed *bool
 	err := row.Scan(append(before, &f.ID, &f.SubjectRef, &f.Issuer, &kind, &f.IssuerOffice, &f.IssuedBy, &f.Level, &f.Categories,
 		&f.Precautions, &f.ValidFrom, &f.ValidUntil, &f.Audience.Kinds, &f.Audience.Offices, &f.LegalBasis,
-		&f.Contact.Unit, &f.Contact.Phone, &informed, &reason, &f.Status, &f.CreatedAt, &f.RevokedAt, &f.RevokeReason)...)
+		&f.Contact.Unit, &f.Contact.Phone, &informed, &reason, &f.Status, &f.CreatedAt, &f.RevokedAt, &f.RevokeReason,
+		&f.Decision, &f.RepresentedBy)...)
 	if err != nil {
 		return nil, err
 	}
@@ -108,6 +112,13 @@ func scanFlagAfter(row pgx.Row, before ...any) (*broker.Flag, error) {
 		f.SubjectInformed = &broker.SubjectInformed{Informed: informed, Reason: reason}
 	}
 	f.ValidFrom, f.ValidUntil, f.CreatedAt = f.ValidFrom.UTC(), f.ValidUntil.UTC(), f.CreatedAt.UTC()
+	if d := f.Decision; d != nil {
+		for _, t := range []*time.Time{d.DecidedAt, d.NoticeGivenAt} {
+			if t != nil {
+				*t = t.UTC()
+			}
+		}
+	}
 	return &f, nil
 }
 

@@ -265,7 +265,27 @@ var statGroups = map[string]string{
 // life-and-health exception's for a flag only the exception revealed
 // (marked in the entry's reasons), the flag's own otherwise. The same rule
 // as service's projection (flagBasis).
-const flagBasisSQL = `CASE WHEN ('emergency_flag:' || f.id) = ANY(e.reasons) THEN 'fvl-13b-7' ELSE f.legal_basis END`
+const flagBasisSQL = `CASE WHEN ('emergency_flag:' || f.id) = ANY(e.reasons)
+	THEN coalesce((SELECT substr(r, length('emergency_basis:' || f.id || ':') + 1) FROM unnest(e.reasons) r
+	               WHERE starts_with(r, 'emergency_basis:' || f.id || ':') LIMIT 1), 'fvl-13b-7')
+	ELSE f.legal_basis END`
+
+// ownBasisSQL is the legal_basis of an entry of scope $1's own staff as
+// its privacy officers see it (service's projection, ownBases): the routes
+// by which the life-and-health exception revealed other agencies' flags
+// (emergency_basis:<flag>:<basis>) read as life-and-health-exception, and
+// the bases copied into a verdict or an acknowledgement keep only those of
+// the scope's own flags.
+const ownBasisSQL = `CASE
+	WHEN e.action IN ('review.verdict', 'warning.ack') THEN coalesce((SELECT string_agg(DISTINCT f.legal_basis, ',')
+		FROM flags f WHERE f.id = ANY(e.flag_ids) AND f.issuer = $1), '')
+	WHEN EXISTS (SELECT 1 FROM unnest(e.reasons) r JOIN flags f ON starts_with(r, 'emergency_basis:' || f.id || ':') WHERE f.issuer <> $1)
+	THEN (SELECT string_agg(DISTINCT b, ',' ORDER BY b) FROM (
+		SELECT b FROM unnest(string_to_array(e.legal_basis, ',')) b
+		WHERE b NOT IN (SELECT substr(r, length('emergency_basis:' || f.id || ':') + 1) FROM unnest(e.reasons) r
+		                JOIN flags f ON starts_with(r, 'emergency_basis:' || f.id || ':') WHERE f.issuer <> $1)
+		UNION SELECT 'life-and-health-exception') x)
+	ELSE e.legal_basis END`
 
 // Stats counts checks, disclosures, denials, emergency uses and anomalies
 // in [from, to) within scope, grouped, over the entries as the scope's
@@ -281,7 +301,8 @@ func (db *DB) Stats(ctx context.Context, scope string, from, to time.Time, group
 	rows, err := db.Pool.Query(ctx, `
 		WITH v AS (
 			SELECT e.ts, e.actor_agency, e.action, e.decision, e.flag_ids, e.emergency,
-			       CASE WHEN $1 = '' OR e.actor_agency = $1 THEN e.legal_basis
+			       CASE WHEN $1 = '' THEN e.legal_basis
+			            WHEN e.actor_agency = $1 THEN `+ownBasisSQL+`
 			            ELSE coalesce((SELECT string_agg(DISTINCT `+flagBasisSQL+`, ',')
 			                           FROM flags f WHERE f.id = ANY(e.flag_ids) AND f.issuer = $1), '') END AS legal_basis,
 			       ($1 = '' OR e.actor_agency = $1)

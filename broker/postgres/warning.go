@@ -202,15 +202,36 @@ func (db *DB) ClaimPushes(ctx context.Context, limit int, lease time.Duration) (
 		WHERE w.office = p.office AND p.id IN (SELECT id FROM webhook_pushes
 			WHERE delivered_at IS NULL AND gave_up_at IS NULL AND next_attempt_at <= now()
 			ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
-		RETURNING p.id, p.warning_id, p.office, w.url, p.attempts`, limit, lease.Seconds())
+		RETURNING p.id, p.kind, coalesce(p.warning_id, ''), coalesce(p.flag_id, ''), coalesce(p.check_seq, 0), p.legal_basis,
+			p.office, w.url, p.attempts`, limit, lease.Seconds())
 	if err != nil {
 		return nil, fmt.Errorf("claim webhook pushes: %w", err)
 	}
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (broker.DuePush, error) {
 		var p broker.DuePush
-		err := r.Scan(&p.ID, &p.WarningID, &p.Office, &p.URL, &p.Attempts)
+		err := r.Scan(&p.ID, &p.Kind, &p.WarningID, &p.FlagID, &p.CheckSeq, &p.LegalBasis, &p.Office, &p.URL, &p.Attempts)
 		return p, err
 	})
+}
+
+// QueueExceptionNotices queues an exception-disclosure push for each notice
+// whose issuing office has a webhook: the life-and-health exception reached
+// that office's flag in the check entry seq. An office without a webhook
+// learns of it from its disclosure feed alone; queuing twice is a no-op.
+func (db *DB) QueueExceptionNotices(ctx context.Context, seq int64, notices []broker.ExceptionNotice) error {
+	if len(notices) == 0 {
+		return nil
+	}
+	b := &pgx.Batch{}
+	for _, n := range notices {
+		b.Queue(`INSERT INTO webhook_pushes (kind, flag_id, check_seq, legal_basis, office, url)
+			SELECT 'exception-disclosure', $1, $2, $3, office, url FROM office_webhooks WHERE office = $4
+			ON CONFLICT DO NOTHING`, n.FlagID, seq, n.LegalBasis, n.Office)
+	}
+	if err := db.Pool.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("queue exception notices: %w", err)
+	}
+	return nil
 }
 
 // RecordPush stores the outcome of one attempt: delivered, retry at next,
@@ -246,7 +267,8 @@ func (db *DB) Disclosures(ctx context.Context, issuer string, after int64, limit
 			WHERE seq > $2 AND decision = 'allow' AND action = ANY($4) AND actor_agency <> $1
 			  AND flag_ids && ARRAY(SELECT id FROM flags WHERE issuer = $1)
 			ORDER BY seq LIMIT $3)
-		SELECT e.seq, f.id, e.ts, e.actor_agency, e.office, e.role, e.action, e.emergency, `+flagBasisSQL+`
+		SELECT e.seq, f.id, e.ts, e.actor_agency, e.office, e.role, e.action, e.emergency, `+flagBasisSQL+`,
+		       ('emergency_flag:' || f.id) = ANY(e.reasons)
 		FROM e JOIN flags f ON f.id = ANY(e.flag_ids) AND f.issuer = $1
 		ORDER BY e.seq, f.id`, issuer, after, limit, DisclosureActions)
 	if err != nil {
@@ -257,9 +279,10 @@ func (db *DB) Disclosures(ctx context.Context, issuer string, after int64, limit
 	for rows.Next() {
 		var d broker.Disclosure
 		// A normally visible flag is disclosed under its own basis; one the
-		// check saw only through the life-and-health exception (marked in
-		// the entry's reasons) under fvl-13b-7.
-		if err := rows.Scan(&d.Seq, &d.FlagID, &d.At, &d.Agency, &d.Office, &d.Role, &d.Action, &d.Emergency, &d.LegalBasis); err != nil {
+		// check reached only through the life-and-health exception under the
+		// exception's route for its issuer's kind (flagBasisSQL).
+		if err := rows.Scan(&d.Seq, &d.FlagID, &d.At, &d.Agency, &d.Office, &d.Role, &d.Action, &d.Emergency, &d.LegalBasis,
+			&d.ByException); err != nil {
 			return nil, err
 		}
 		d.At = d.At.UTC()

@@ -23,10 +23,10 @@ func TestEveryDecisionIsAuditedOnce(t *testing.T) {
 	coordinator := func(office string) *broker.Principal {
 		return as("nav-stat", broker.RoleSecurityCoordinator, office, "sec-a")
 	}
-	fl := f.issue(t, liaison(), flagReq(subject, "politiregl-27", kinds("nav-state"), f.clock.Now()))
+	fl := f.issue(t, liaison(), flagReq(subject, "politiregl-27-2", kinds("nav-state"), f.clock.Now()))
 	warn := func(p *broker.Principal, office string) (*service.WarningResult, error) {
 		return s.IssueWarning(ctx, p, service.WarningRequest{
-			FlagRequest: flagReq(person(), "politiregl-27", broker.Audience{}, f.clock.Now()),
+			FlagRequest: flagReq(person(), "politiregl-27-2", broker.Audience{}, f.clock.Now()),
 			Targets:     service.Targets{Offices: []string{office}}})
 	}
 	w, err := warn(liaison(), "nav-grorud")
@@ -48,11 +48,11 @@ func TestEveryDecisionIsAuditedOnce(t *testing.T) {
 		{"check by a role that may not", func() error { _, err := f.check(po(), subject, ""); return err },
 			broker.EFORBIDDEN, broker.CodeForbidden, deny("check", "role_not_permitted")},
 		{"issue a flag", func() error {
-			_, err := s.IssueFlag(ctx, liaison(), flagReq(person(), "politiregl-27", kinds("nav-state"), f.clock.Now()))
+			_, err := s.IssueFlag(ctx, liaison(), flagReq(person(), "politiregl-27-2", kinds("nav-state"), f.clock.Now()))
 			return err
 		}, "", "", allow("flag.issue")},
 		{"issue a flag the policy refuses", func() error {
-			_, err := s.IssueFlag(ctx, liaison(), flagReq(person(), "navl-7", kinds("nav-municipal"), f.clock.Now()))
+			_, err := s.IssueFlag(ctx, liaison(), flagReq(person(), "fvl-13b-6-navl", kinds("nav-municipal"), f.clock.Now()))
 			return err
 		}, broker.EFORBIDDEN, broker.CodeForbidden, deny("flag.issue", "basis_direction")},
 		{"read a flag as its issuer", func() error { _, err := s.Flag(ctx, liaison(), fl.ID); return err }, "", "", allow("flag.read")},
@@ -149,7 +149,7 @@ func TestNoAuditNoDisclosure(t *testing.T) {
 	ctx := context.Background()
 	subject := person()
 	liaison := as("oslo-pd", broker.RolePoliceLiaison, "", "liaison-n")
-	fl := f.issue(t, liaison, flagReq(subject, "politiregl-27", kinds("nav-state"), f.clock.Now()))
+	fl := f.issue(t, liaison, flagReq(subject, "politiregl-27-2", kinds("nav-state"), f.clock.Now()))
 	f.audit.Close()
 	cases := []struct {
 		name string
@@ -195,7 +195,7 @@ func TestReplayedTokenChangesNothing(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	subject := person()
-	f.issue(t, as("oslo-pd", broker.RolePoliceLiaison, "", "liaison-x"), flagReq(subject, "politiregl-27", kinds("nav-state"), f.clock.Now()))
+	f.issue(t, as("oslo-pd", broker.RolePoliceLiaison, "", "liaison-x"), flagReq(subject, "politiregl-27-2", kinds("nav-state"), f.clock.Now()))
 	cases := []struct {
 		name string
 		p    *broker.Principal
@@ -207,7 +207,7 @@ func TestReplayedTokenChangesNothing(t *testing.T) {
 			return r != nil, err
 		}, allow("check")},
 		{"issue a flag", as("oslo-pd", broker.RolePoliceLiaison, "", "liaison-x"), func(p *broker.Principal) (bool, error) {
-			r, err := f.svc.IssueFlag(ctx, p, flagReq(person(), "politiregl-27", kinds("nav-state"), f.clock.Now()))
+			r, err := f.svc.IssueFlag(ctx, p, flagReq(person(), "politiregl-27-2", kinds("nav-state"), f.clock.Now()))
 			return r != nil, err
 		}, allow("flag.issue")},
 	}

@@ -49,12 +49,24 @@ type CheckFlag struct {
 
 // CheckResult is the answer to a check.
 type CheckResult struct {
-	CheckID       string        `json:"check_id"`
-	Result        string        `json:"result"` // clear | precautions
-	Flags         []CheckFlag   `json:"flags"`
-	Emergency     bool          `json:"emergency"`
+	CheckID   string      `json:"check_id"`
+	Result    string      `json:"result"` // clear | precautions
+	Flags     []CheckFlag `json:"flags"`
+	Exception *Exception  `json:"exception,omitempty"`
+	Emergency bool        `json:"emergency"`
+	// PolicyVersion is the policy the decision was made under.
 	PolicyVersion string        `json:"policy_version"`
 	Audit         audit.Receipt `json:"audit"`
+}
+
+// Exception is the one aggregate the life-and-health exception answers for
+// the flags the reader could not otherwise see: the highest level and the
+// union of their precautions, the duty desk as contact. No ids, no count,
+// no issuer, no basis, no validity: necessity limits what and how much.
+type Exception struct {
+	Level       string         `json:"level"`
+	Precautions []string       `json:"precautions"`
+	Contact     broker.Contact `json:"contact"`
 }
 
 // Check results.
@@ -122,13 +134,11 @@ func (s *Service) Check(ctx context.Context, p *broker.Principal, req CheckReque
 		return nil, &broker.Error{Kind: broker.EUNAVAILABLE, Message: "flags cannot be read", Err: err}
 	}
 	in := policies.DisclosureInput{Principal: policyPrincipal(p), Purpose: req.Purpose, Emergency: emergency,
-		Flags: make([]policies.FlagMeta, len(flags))}
+		Flags: make([]policies.FlagMeta, len(flags)), Time: now}
 	byID := make(map[string]*broker.Flag, len(flags))
 	for i, f := range flags {
 		byID[f.ID] = f
-		in.Flags[i] = policies.FlagMeta{ID: f.ID, Level: f.Level, IssuerAgency: f.Issuer, IssuerKind: string(f.IssuerKind),
-			IssuerOffice: f.IssuerOffice, LegalBasis: f.LegalBasis,
-			Audience: policies.Audience{Kinds: f.Audience.Kinds, Offices: f.Audience.Offices}}
+		in.Flags[i] = flagMeta(f)
 	}
 	d, err := s.Policies.Disclose(ctx, in)
 	if err != nil {
@@ -147,6 +157,12 @@ func (s *Service) Check(ctx context.Context, p *broker.Principal, req CheckReque
 
 	res := &CheckResult{Result: ResultClear, Flags: []CheckFlag{}, Emergency: emergency, PolicyVersion: s.Policies.Version()}
 	var bases []string
+	addBasis := func(b string) {
+		if !slices.Contains(bases, b) {
+			bases = append(bases, b)
+		}
+	}
+	var notices []broker.ExceptionNotice
 	for _, dis := range d.Flags {
 		f := byID[dis.ID]
 		if f == nil {
@@ -154,18 +170,30 @@ func (s *Service) Check(ctx context.Context, p *broker.Principal, req CheckReque
 		}
 		res.Flags = append(res.Flags, s.project(f, dis))
 		e.FlagIDs = append(e.FlagIDs, f.ID)
-		if dis.Emergency {
-			// Which flags only the exception revealed, for the issuer's
-			// disclosure feed: the entry's legal_basis lists bases, not pairs.
-			e.Reasons = append(e.Reasons, "emergency_flag:"+f.ID)
+		addBasis(dis.LegalBasis)
+		notices = s.noticeIfOwed(notices, f, dis.LegalBasis)
+	}
+	var reached []*broker.Flag
+	for _, x := range d.Exception {
+		f := byID[x.ID]
+		if f == nil {
+			continue
 		}
-		if !slices.Contains(bases, dis.LegalBasis) {
-			bases = append(bases, dis.LegalBasis)
-		}
+		reached = append(reached, f)
+		e.FlagIDs = append(e.FlagIDs, f.ID)
+		// Which flags only the exception reached, and by which route, for
+		// the issuers' disclosure feeds: the entry's legal_basis lists
+		// bases, not pairs.
+		e.Reasons = append(e.Reasons, "emergency_flag:"+f.ID, "emergency_basis:"+f.ID+":"+x.LegalBasis)
+		addBasis(x.LegalBasis)
+		notices = s.noticeIfOwed(notices, f, x.LegalBasis)
+	}
+	if len(reached) > 0 {
+		res.Exception = s.aggregate(reached)
 	}
 	slices.Sort(bases)
 	e.LegalBasis = strings.Join(bases, ",")
-	if len(res.Flags) > 0 {
+	if len(res.Flags) > 0 || res.Exception != nil {
 		res.Result = ResultPrecautions
 	}
 	receipt, err := s.append(ctx, e)
@@ -174,6 +202,14 @@ func (s *Service) Check(ctx context.Context, p *broker.Principal, req CheckReque
 	}
 	res.Audit = receipt
 	res.CheckID = "chk-" + strconv.FormatInt(receipt.Seq, 10)
+	// The issuers are told at once: the disclosure feed is the log itself,
+	// so the entry just committed is in it already; an office with a
+	// webhook also gets a signed exception-disclosure push.
+	if len(notices) > 0 {
+		if err := s.Warnings.QueueExceptionNotices(context.WithoutCancel(ctx), receipt.Seq, notices); err != nil && s.Logger != nil {
+			s.Logger.Error("queue exception-disclosure pushes", "subsystem", "webhook", "seq", receipt.Seq, "err", err)
+		}
+	}
 	if res.Result == ResultClear {
 		waitUntil(ctx, start.Add(s.ClearFloor))
 	}
@@ -194,8 +230,54 @@ func waitUntil(ctx context.Context, t time.Time) {
 	}
 }
 
-// project copies the fields the policy allows, with the duty desk standing
-// in for a health issuer where the policy says so.
+// flagMeta is what the disclosure policy is told of a flag: never its
+// precautions, categories or contact.
+func flagMeta(f *broker.Flag) policies.FlagMeta {
+	return policies.FlagMeta{ID: f.ID, Level: f.Level, IssuerAgency: f.Issuer, IssuerKind: string(f.IssuerKind),
+		IssuerOffice: f.IssuerOffice, LegalBasis: f.LegalBasis, DutyDesk: f.ViaDutyDesk(),
+		Audience: policies.Audience{Kinds: f.Audience.Kinds, Offices: f.Audience.Offices}}
+}
+
+// noticeIfOwed adds the issuer's exception-disclosure notice when the basis
+// f was disclosed under obliges the broker to tell the issuer at once and the
+// flag was issued from an office (which may have a webhook).
+func (s *Service) noticeIfOwed(notices []broker.ExceptionNotice, f *broker.Flag, basis string) []broker.ExceptionNotice {
+	b, ok := s.Policies.LegalBasis(basis)
+	if !ok || !b.Obligations.IssuerToldAtDisclosure.Required || f.IssuerOffice == "" {
+		return notices
+	}
+	return append(notices, broker.ExceptionNotice{FlagID: f.ID, Office: f.IssuerOffice, LegalBasis: basis})
+}
+
+// levelRank orders the levels the exception can reach.
+var levelRank = map[string]int{broker.LevelCaution: 1, broker.LevelHigh: 2, broker.LevelExclusion: 3}
+
+// aggregate is the exception's one answer for the flags it reached: the
+// highest level and the union of precautions (in the vocabulary's order, so
+// that it says nothing of which flag gave which), with the duty desk as
+// contact, so that consult-issuer-first has someone to consult.
+func (s *Service) aggregate(flags []*broker.Flag) *Exception {
+	x := &Exception{Precautions: []string{}, Contact: s.DutyDesk}
+	have := map[string]bool{}
+	for _, f := range flags {
+		if levelRank[f.Level] > levelRank[x.Level] {
+			x.Level = f.Level
+		}
+		for _, p := range f.Precautions {
+			have[p] = true
+		}
+	}
+	for _, p := range broker.Precautions {
+		if have[p] {
+			x.Precautions = append(x.Precautions, p)
+		}
+	}
+	return x
+}
+
+// project copies the fields the policy allows, shows the basis the policy
+// shows, and puts the duty desk in place of issuer and contact where the
+// policy says so.
 func (s *Service) project(f *broker.Flag, d policies.Disclosed) CheckFlag {
 	var out CheckFlag
 	for _, field := range d.Fields {
@@ -217,7 +299,7 @@ func (s *Service) project(f *broker.Flag, d policies.Disclosed) CheckFlag {
 			c := f.Contact
 			out.Contact = &c
 		case "legal_basis":
-			out.LegalBasis = d.LegalBasis
+			out.LegalBasis = d.ShownBasis
 		}
 	}
 	if d.DutyDesk {

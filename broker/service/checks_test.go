@@ -23,8 +23,8 @@ type view int
 const (
 	hidden    view = iota // nothing: the answer is "clear"
 	full                  // every field, the issuer's own issuer and contact
-	viaDesk               // every field, the duty desk standing in for a health issuer
-	exception             // the life-and-health exception: level, precautions, valid_until
+	viaDesk               // every field, the duty desk standing in for a health issuer, the basis masked
+	exception             // only in the life-and-health exception's aggregate: level, precautions, the duty desk
 )
 
 // shown is what a check must show of fl in view v.
@@ -38,12 +38,20 @@ func shown(v view, fl *broker.Flag) []service.CheckFlag {
 	switch v {
 	case viaDesk:
 		desk := dutyDesk
-		all.Issuer, all.Contact = brokerID, &desk
+		all.Issuer, all.Contact, all.LegalBasis = brokerID, &desk, "via-duty-desk"
 		return []service.CheckFlag{all}
 	case exception:
-		return []service.CheckFlag{{Level: fl.Level, Precautions: fl.Precautions, ValidUntil: &vu}}
+		return []service.CheckFlag{}
 	}
 	return []service.CheckFlag{all}
+}
+
+// aggregated is the exception a check must answer in view v.
+func aggregated(v view, fl *broker.Flag) *service.Exception {
+	if v != exception {
+		return nil
+	}
+	return &service.Exception{Level: fl.Level, Precautions: fl.Precautions, Contact: dutyDesk}
 }
 
 // shape is a check result without what differs between any two checks.
@@ -75,21 +83,22 @@ func TestCheckDisclosure(t *testing.T) {
 		want      view
 		wantBasis string // the entry's legal_basis
 		forbidden bool   // the reader's role may not check at all
+		desk      bool   // the issuer chose the duty desk
 	}{
 		{name: "no flag", reader: as("nav-stat", broker.RoleCaseworker, "nav-grorud", "cw-1"), want: hidden},
-		{name: "police flag for NAV kinds, state caseworker", issuer: police, basis: "politiregl-27",
+		{name: "police flag for NAV kinds, state caseworker", issuer: police, basis: "politiregl-27-2",
 			audience: kinds("nav-state", "nav-municipal"), reader: as("nav-stat", broker.RoleCaseworker, "nav-grorud", "cw-2"),
-			want: full, wantBasis: "politiregl-27"},
-		{name: "police flag for NAV kinds, municipal reception", issuer: police, basis: "politiregl-27",
+			want: full, wantBasis: "politiregl-27-2"},
+		{name: "police flag for NAV kinds, municipal reception", issuer: police, basis: "politiregl-27-2",
 			audience: kinds("nav-state", "nav-municipal"), reader: as("oslo-kommune", broker.RoleReception, "nav-arstad", "rec-1"),
-			want: full, wantBasis: "politiregl-27"},
-		{name: "police flag for an office, reader at that office", issuer: police, basis: "politiregl-27",
+			want: full, wantBasis: "politiregl-27-2"},
+		{name: "police flag for an office, reader at that office", issuer: police, basis: "politiregl-27-2",
 			audience: offices("nav-grorud"), reader: as("nav-stat", broker.RoleCaseworker, "nav-grorud", "cw-3"),
-			want: full, wantBasis: "politiregl-27"},
-		{name: "police flag for an office, reader at another office", issuer: police, basis: "politiregl-27",
+			want: full, wantBasis: "politiregl-27-2"},
+		{name: "police flag for an office, reader at another office", issuer: police, basis: "politiregl-27-2",
 			audience: offices("nav-grorud"), reader: as("nav-stat", broker.RoleCaseworker, "nav-arstad", "cw-4"),
 			want: hidden},
-		{name: "police flag for NAV, health worker outside the audience", issuer: police, basis: "politiregl-27",
+		{name: "police flag for NAV, health worker outside the audience", issuer: police, basis: "politiregl-27-2",
 			audience: kinds("nav-state"), reader: as("ous", broker.RoleHealthWorker, "", "lege-2"), want: hidden},
 		{name: "same-office basis, reader at the issuing office", issuer: navCoordinator, basis: "navl-16",
 			audience: kinds("nav-municipal"), reader: as("oslo-kommune", broker.RoleCaseworker, "nav-grorud", "kcw-1"),
@@ -103,20 +112,26 @@ func TestCheckDisclosure(t *testing.T) {
 		{name: "health flag read in the health sector shows its issuer", issuer: doctor, basis: "hpl-23-4",
 			audience: kinds("health"), reader: as("ous", broker.RoleHealthWorker, "", "lege-3"),
 			want: full, wantBasis: "hpl-23-4"},
-		{name: "emergency shows a police flag not addressed to the reader, minimally", issuer: police, basis: "politiregl-27",
+		{name: "emergency shows a police flag not addressed to the reader, minimally", issuer: police, basis: "politiregl-27-2",
 			audience: kinds("nav-state"), reader: as("ous", broker.RoleHealthWorker, "", "lege-4"), emergency: true,
+			want: exception, wantBasis: "politiregl-27-1"},
+		{name: "emergency reaches a NAV report not addressed to the reader", issuer: navCoordinator, basis: "fvl-13b-6-navl",
+			audience: kinds("police"), reader: as("ous", broker.RoleHealthWorker, "", "lege-5"), emergency: true,
 			want: exception, wantBasis: "fvl-13b-7"},
-		{name: "emergency shows a flag the reader may see in full", issuer: police, basis: "politiregl-27",
+		{name: "police flag through the duty desk, read by NAV", issuer: police, basis: "politiregl-30", desk: true,
+			audience: kinds("nav-state"), reader: as("nav-stat", broker.RoleCaseworker, "nav-grorud", "cw-9"),
+			want: viaDesk, wantBasis: "politiregl-30"},
+		{name: "emergency shows a flag the reader may see in full", issuer: police, basis: "politiregl-27-2",
 			audience: kinds("nav-state"), reader: as("nav-stat", broker.RoleCaseworker, "nav-grorud", "cw-6"), emergency: true,
-			want: full, wantBasis: "politiregl-27"},
+			want: full, wantBasis: "politiregl-27-2"},
 		{name: "emergency never reaches a health flag", issuer: doctor, basis: "hpl-23-4",
 			audience: kinds("health"), reader: as("nav-stat", broker.RoleCaseworker, "nav-grorud", "cw-7"), emergency: true,
 			want: hidden},
 		{name: "emergency without a flag", reader: as("nav-stat", broker.RoleCaseworker, "nav-grorud", "cw-8"), emergency: true,
 			want: hidden},
-		{name: "privacy officer may not check", issuer: police, basis: "politiregl-27", audience: kinds("nav-state"),
+		{name: "privacy officer may not check", issuer: police, basis: "politiregl-27-2", audience: kinds("nav-state"),
 			reader: as("nav-stat", broker.RolePrivacyOfficer, "", "po-1"), forbidden: true},
-		{name: "agency admin may not check, not even in an emergency", issuer: police, basis: "politiregl-27",
+		{name: "agency admin may not check, not even in an emergency", issuer: police, basis: "politiregl-27-2",
 			audience: kinds("nav-state"), reader: as("nav-stat", broker.RoleAgencyAdmin, "", "admin-1"), emergency: true, forbidden: true},
 		{name: "the operator's auditors may not check", reader: as("varsel-tilsyn", broker.RolePrivacyOfficer, "", "tilsyn-1"),
 			forbidden: true},
@@ -127,8 +142,8 @@ func TestCheckDisclosure(t *testing.T) {
 			var fl *broker.Flag
 			if c.issuer != nil {
 				req := flagReq(subject, c.basis, c.audience, f.clock.Now())
-				if c.issuer.AgencyKind == broker.KindHealth {
-					req.SubjectInformed = informed(true, "")
+				if c.desk {
+					req.RepresentedBy = broker.RepresentedByDutyDesk
 				}
 				fl = f.issue(t, again(c.issuer), req)
 			}
@@ -156,8 +171,9 @@ func TestCheckDisclosure(t *testing.T) {
 				wantIDs, result = []string{fl.ID}, service.ResultPrecautions
 			}
 			if res.Result != result || res.Emergency != c.emergency || res.PolicyVersion != engine.Version() ||
-				jsonOf(t, res.Flags) != jsonOf(t, wantFlags) {
-				t.Fatalf("check answered %s, want result %s emergency %v flags %s", jsonOf(t, res), result, c.emergency, jsonOf(t, wantFlags))
+				jsonOf(t, res.Flags) != jsonOf(t, wantFlags) || jsonOf(t, res.Exception) != jsonOf(t, aggregated(c.want, fl)) {
+				t.Fatalf("check answered %s, want result %s emergency %v flags %s exception %s", jsonOf(t, res), result, c.emergency,
+					jsonOf(t, wantFlags), jsonOf(t, aggregated(c.want, fl)))
 			}
 
 			reasons := []string{"audience_and_basis"}
@@ -165,7 +181,7 @@ func TestCheckDisclosure(t *testing.T) {
 				reasons = []string{"life_and_health_exception"}
 			}
 			if c.want == exception {
-				reasons = append(reasons, "emergency_flag:"+fl.ID)
+				reasons = append(reasons, "emergency_flag:"+fl.ID, "emergency_basis:"+fl.ID+":"+c.wantBasis)
 			}
 			e := expectAudit(t, before, allow("check", reasons...))[0]
 			wantReceipt(t, res.Audit, e)
@@ -235,7 +251,7 @@ func TestCheckNeverShowsInactiveFlags(t *testing.T) {
 			f.clock.Set(base)
 			liaison := as("oslo-pd", broker.RolePoliceLiaison, "", "liaison-2")
 			subject := person()
-			req := flagReq(subject, "politiregl-27", kinds("nav-state"), base)
+			req := flagReq(subject, "politiregl-27-2", kinds("nav-state"), base)
 			until := base.Add(10 * 24 * time.Hour)
 			req.ValidUntil = &until
 			if c.from != 0 {

@@ -217,14 +217,28 @@ func kinds(k ...string) broker.Audience   { return broker.Audience{Kinds: k} }
 func offices(o ...string) broker.Audience { return broker.Audience{Offices: o} }
 
 // flagReq is a valid flag request under basis, valid for 30 days from now.
+// flagReq is a flag with every record a basis may demand: the person was
+// told, and the police's controller decided it. Tests of an obligation take
+// the record away.
 func flagReq(subject, basis string, aud broker.Audience, now time.Time) broker.FlagRequest {
-	until := now.Add(30 * 24 * time.Hour)
+	until := now.Add(14 * 24 * time.Hour)
+	decided := now.Add(-time.Hour)
 	return broker.FlagRequest{
 		Subject: subject, Level: broker.LevelHigh,
 		Categories: []string{"threats", "weapons"}, Precautions: []string{"two-staff", "police-present"},
 		ValidUntil: &until, LegalBasis: basis, Audience: aud,
-		Contact: broker.Contact{Unit: "Operasjonssentralen", Phone: "+47 22 66 90 50"},
+		Contact:         broker.Contact{Unit: "Operasjonssentralen", Phone: "+47 22 66 90 50"},
+		SubjectInformed: informed(true, ""),
+		Decision: &broker.DecisionRecord{DecidedBy: "Seksjonsleder", DecidedByRole: broker.DecidedByController,
+			DecidedAt: &decided, Reference: "OPD 26/1"},
 	}
+}
+
+// exclusionDecision is the office head's complete exclusion decision.
+func exclusionDecision(now time.Time) *broker.DecisionRecord {
+	decided, told, yes := now.Add(-time.Hour), now.Add(-48*time.Hour), true
+	return &broker.DecisionRecord{DecidedBy: "Kontorleder NAV Grorud", DecidedByRole: broker.DecidedByOfficeHead,
+		DecidedAt: &decided, Reference: "NAV 26/77", NoticeGivenAt: &told, CouldRespond: &yes, MilderMeasuresConsidered: &yes}
 }
 
 func informed(v bool, reason string) *broker.SubjectInformed {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
+	"time"
 
 	"varsel/audit"
 	"varsel/broker"
@@ -41,13 +43,13 @@ func (s *Service) prepareFlag(ctx context.Context, p *broker.Principal, req *bro
 			req.Audience.Offices = append(req.Audience.Offices, o)
 		}
 	}
-	from, until, err := req.Validate(p.AgencyKind, now)
+	from, until, err := req.Validate(p.Office, now)
 	if err != nil {
 		return nil, nil, err
 	}
-	if _, ok := s.Policies.LegalBasis(req.LegalBasis); !ok {
-		return nil, nil, broker.CodeErrorf(broker.EINVALID, broker.CodeUnknownLegalBasis,
-			"legal_basis %q is not a known basis (see GET /v1/legal-bases)", truncate(req.LegalBasis))
+	validityDays := int(math.Ceil(until.Sub(from).Hours() / 24))
+	if err := s.checkBasis(p, req, now, validityDays); err != nil {
+		return nil, nil, err
 	}
 	officeKinds, err := s.Flags.OfficeKinds(ctx, req.Audience.Offices)
 	if err != nil {
@@ -69,20 +71,90 @@ func (s *Service) prepareFlag(ctx context.Context, p *broker.Principal, req *bro
 	if err != nil {
 		return nil, nil, err
 	}
+	represented := req.RepresentedBy
+	if represented == "" {
+		represented = broker.RepresentedByIssuer
+	}
+	decision := req.Decision
+	if decision != nil {
+		d := *decision
+		d.DecidedAt = utcTime(d.DecidedAt)
+		d.NoticeGivenAt = utcTime(d.NoticeGivenAt)
+		decision = &d
+	}
 	f := &broker.Flag{
 		ID: newID(), SubjectRef: keys.Ref(subj), Issuer: p.Agency, IssuerKind: p.AgencyKind,
 		IssuerOffice: p.Office, IssuedBy: p.Sub, Level: req.Level, Categories: req.Categories,
 		Precautions: req.Precautions, ValidFrom: from, ValidUntil: until, LegalBasis: req.LegalBasis,
 		Audience: broker.Audience{Kinds: nonNil(req.Audience.Kinds), Offices: nonNil(req.Audience.Offices)},
-		Contact:  req.Contact, SubjectInformed: req.SubjectInformed,
+		Contact:  req.Contact, SubjectInformed: req.SubjectInformed, Decision: decision, RepresentedBy: represented,
 	}
 	res := &policies.IssueResource{
 		Level: f.Level, LegalBasis: f.LegalBasis,
-		Audience:             policies.IssueAudience{Kinds: f.Audience.Kinds, OfficeKinds: kinds},
-		ValidityDays:         int(math.Ceil(until.Sub(from).Hours() / 24)),
-		SubjectInformedGiven: req.SubjectInformed != nil,
+		Audience:           policies.IssueAudience{Kinds: f.Audience.Kinds, Offices: f.Audience.Offices, OfficeKinds: kinds},
+		ValidityDays:       validityDays,
+		SubjectNoticeGiven: req.SubjectInformed != nil,
+	}
+	if d := req.Decision; d != nil {
+		res.Decision = policies.IssueDecision{Given: true, DecidedByRole: d.DecidedByRole, Notice: d.NoticeState(),
+			MilderMeasuresConsidered: d.MilderMeasuresConsidered != nil && *d.MilderMeasuresConsidered}
 	}
 	return f, res, nil
+}
+
+func utcTime(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := t.UTC().Truncate(time.Microsecond)
+	return &u
+}
+
+// checkBasis refuses, before the policy and unaudited (422, nothing was
+// decided), a basis the catalogue does not know, one not in force today, and
+// a flag that lacks a record its basis or its issuer's kind demands or
+// outlasts its basis. The policy checks the same again, and decides.
+func (s *Service) checkBasis(p *broker.Principal, req *broker.FlagRequest, now time.Time, validityDays int) error {
+	b, ok := s.Policies.LegalBasis(req.LegalBasis)
+	if !ok {
+		return broker.CodeErrorf(broker.EINVALID, broker.CodeUnknownLegalBasis,
+			"legal_basis %q is not a known basis (see GET /v1/legal-bases)", truncate(req.LegalBasis))
+	}
+	day := policies.Day(now)
+	if b.EndedBy(day) {
+		replaced := ""
+		if b.Retired != nil {
+			replaced = "; use " + strings.Join(b.Retired.ReplacedBy, " or ")
+		}
+		return broker.CodeErrorf(broker.EINVALID, broker.CodeRetiredLegalBasis,
+			"legal_basis %q is retired since %s and refused for new flags%s (see GET /v1/legal-bases/%s)", b.Code, *b.InForceUntil, replaced, b.Code)
+	}
+	if !b.InForceOn(day) {
+		return broker.CodeErrorf(broker.EINVALID, broker.CodeLegalBasisNotInForce,
+			"legal_basis %q is not in force (it has no commencement date yet, or a later one)", b.Code)
+	}
+	if b.EmergencyOnly {
+		return nil // only through the exception: the policy refuses it (basis_emergency_only), audited
+	}
+	if validityDays > *b.MaxValidityDays {
+		return broker.CodeErrorf(broker.EINVALID, broker.CodeInvalidValidity,
+			"a flag under %s may be valid for at most %d days", b.Code, *b.MaxValidityDays)
+	}
+	if n := s.Policies.SubjectNoticeFor(b, string(p.AgencyKind)); n.Level != policies.NoticeNone && req.SubjectInformed == nil {
+		return broker.CodeErrorf(broker.EINVALID, broker.CodeInvalidField,
+			"subject_informed is required under %s: whether the person was told, or why not (%s)", b.Code, n.Provision)
+	}
+	if o := b.Obligations.DecisionRecord; o.Required {
+		if req.Decision == nil {
+			return broker.CodeErrorf(broker.EINVALID, broker.CodeInvalidField,
+				"decision is required under %s: who decided, when and the reference (%s)", b.Code, o.Provision)
+		}
+		if len(o.DecidedByRoles) > 0 && !slices.Contains(o.DecidedByRoles, req.Decision.DecidedByRole) {
+			return broker.CodeErrorf(broker.EINVALID, broker.CodeInvalidField,
+				"decision.decided_by_role must be %s under %s", strings.Join(o.DecidedByRoles, " or "), b.Code)
+		}
+	}
+	return nil
 }
 
 func nonNil(s []string) []string {
@@ -131,7 +203,7 @@ func (s *Service) flagFor(ctx context.Context, p *broker.Principal, id, action s
 		issuer = f.Issuer
 	}
 	d, err := s.Policies.Authorize(ctx, policies.AuthzInput{Action: action, Principal: policyPrincipal(p),
-		Resource: &policies.FlagResource{IssuerAgency: issuer}})
+		Resource: &policies.FlagResource{IssuerAgency: issuer}, Time: s.now()})
 	if err != nil {
 		return nil, &broker.Error{Kind: broker.EINTERNAL, Message: "policy evaluation failed", Err: err}
 	}
@@ -195,4 +267,24 @@ func (s *Service) RevokeFlag(ctx context.Context, p *broker.Principal, id string
 	}
 	f.Status = f.StatusAt(s.now())
 	return &FlagResult{Flag: f, Audit: audit.Receipt{Seq: e.Seq, Hash: e.Hash}}, nil
+}
+
+// LegalBases lists the legal bases in force at at, or now when at is nil
+// (GET /v1/legal-bases); not audited, it says nothing about anyone.
+func (s *Service) LegalBases(at *time.Time) []policies.LegalBasis {
+	t := s.now()
+	if at != nil {
+		t = *at
+	}
+	return s.Policies.LegalBasesAt(t)
+}
+
+// LegalBasis returns one basis by code, in force or not, so that an old
+// audit entry or flag naming a retired basis still resolves. Errors: ENOTFOUND.
+func (s *Service) LegalBasis(code string) (policies.LegalBasis, error) {
+	b, ok := s.Policies.LegalBasis(code)
+	if !ok {
+		return b, broker.Errorf(broker.ENOTFOUND, "no such legal basis")
+	}
+	return b, nil
 }

@@ -57,7 +57,49 @@ func TestIssueFlagRefusesInvalidFields(t *testing.T) {
 		{"informed with a reason", nil, func(r *broker.FlagRequest) { r.SubjectInformed = informed(true, "told by phone") }, broker.CodeInvalidField},
 		{"not informed without a reason", nil, func(r *broker.FlagRequest) { r.SubjectInformed = informed(false, "") }, broker.CodeInvalidField},
 		{"not informed, reason on two lines", nil, func(r *broker.FlagRequest) { r.SubjectInformed = informed(false, "risk\nof harm") }, broker.CodeInvalidField},
-		{"health issuer without subject_informed", doctor, func(r *broker.FlagRequest) { r.LegalBasis = "hpl-23-4" }, broker.CodeInvalidField},
+		{"health issuer without subject_informed", doctor, func(r *broker.FlagRequest) { r.LegalBasis, r.SubjectInformed = "hpl-23-4", nil }, broker.CodeInvalidField},
+		{"health issuer under strl-196 without subject_informed", doctor, func(r *broker.FlagRequest) {
+			r.LegalBasis, r.Audience, r.SubjectInformed = "strl-196", kinds("police"), nil
+		}, broker.CodeInvalidField},
+		{"police basis owing notice, none recorded", nil, func(r *broker.FlagRequest) { r.LegalBasis, r.SubjectInformed = "politiregl-30", nil }, broker.CodeInvalidField},
+		{"police basis without a decision record", nil, func(r *broker.FlagRequest) { r.Decision = nil }, broker.CodeInvalidField},
+		{"police decision by an office head", nil, func(r *broker.FlagRequest) { r.Decision.DecidedByRole = broker.DecidedByOfficeHead }, broker.CodeInvalidField},
+		{"decision with an unknown role", nil, func(r *broker.FlagRequest) { r.Decision.DecidedByRole = "chief" }, broker.CodeInvalidField},
+		{"decision in the future", nil, func(r *broker.FlagRequest) { r.Decision.DecidedAt = at(time.Hour) }, broker.CodeInvalidField},
+		{"decision without a reference", nil, func(r *broker.FlagRequest) { r.Decision.Reference = "" }, broker.CodeInvalidField},
+		{"decision with narrative", nil, func(r *broker.FlagRequest) { r.Decision.DecidedBy = "Leder\nfordi han truet" }, broker.CodeInvalidField},
+		{"unknown representation", nil, func(r *broker.FlagRequest) { r.RepresentedBy = "anonymous" }, broker.CodeInvalidField},
+		{"exclusion without its decision record", coordinator, func(r *broker.FlagRequest) {
+			r.Level, r.LegalBasis, r.Audience, r.Decision = broker.LevelExclusion, "navl-16", offices("nav-grorud"), nil
+		}, broker.CodeInvalidField},
+		{"exclusion decided by someone else", coordinator, func(r *broker.FlagRequest) {
+			r.Level, r.LegalBasis, r.Audience = broker.LevelExclusion, "navl-16", offices("nav-grorud")
+		}, broker.CodeInvalidField},
+		{"exclusion without notice or a reason", coordinator, func(r *broker.FlagRequest) {
+			r.Level, r.LegalBasis, r.Audience, r.Decision = broker.LevelExclusion, "navl-16", offices("nav-grorud"), exclusionDecision(now)
+			r.Decision.NoticeGivenAt, r.Decision.CouldRespond = nil, nil
+		}, broker.CodeInvalidField},
+		{"exclusion notice after the decision", coordinator, func(r *broker.FlagRequest) {
+			r.Level, r.LegalBasis, r.Audience, r.Decision = broker.LevelExclusion, "navl-16", offices("nav-grorud"), exclusionDecision(now)
+			r.Decision.NoticeGivenAt = at(0)
+		}, broker.CodeInvalidField},
+		{"exclusion without milder measures considered", coordinator, func(r *broker.FlagRequest) {
+			r.Level, r.LegalBasis, r.Audience, r.Decision = broker.LevelExclusion, "navl-16", offices("nav-grorud"), exclusionDecision(now)
+			no := false
+			r.Decision.MilderMeasuresConsidered = &no
+		}, broker.CodeInvalidField},
+		{"exclusion for more than its office", coordinator, func(r *broker.FlagRequest) {
+			r.Level, r.LegalBasis, r.Audience, r.Decision = broker.LevelExclusion, "navl-16", broker.Audience{Kinds: []string{"nav-state"}, Offices: []string{"nav-grorud"}}, exclusionDecision(now)
+		}, broker.CodeInvalidField},
+		{"exclusion for another office", coordinator, func(r *broker.FlagRequest) {
+			r.Level, r.LegalBasis, r.Audience, r.Decision = broker.LevelExclusion, "navl-16", offices("nav-arstad"), exclusionDecision(now)
+		}, broker.CodeInvalidField},
+		{"situational duty over 14 days", doctor, func(r *broker.FlagRequest) {
+			r.LegalBasis, r.Audience, r.ValidUntil = "hpl-31", kinds("police"), at(14*day+time.Second)
+		}, broker.CodeInvalidValidity},
+		{"repealed basis", coordinator, func(r *broker.FlagRequest) { r.LegalBasis, r.Audience = "navl-7", kinds("police") }, broker.CodeRetiredLegalBasis},
+		{"withdrawn code", nil, func(r *broker.FlagRequest) { r.LegalBasis = "politiregl-27" }, broker.CodeRetiredLegalBasis},
+		{"basis without commencement", coordinator, func(r *broker.FlagRequest) { r.LegalBasis, r.Audience = "fvl2025-34-1-m", kinds("police") }, broker.CodeLegalBasisNotInForce},
 		{"valid_from over a day ago", nil, func(r *broker.FlagRequest) { r.ValidFrom = at(-day - time.Second) }, broker.CodeInvalidValidity},
 		{"valid_from over a year ahead", nil, func(r *broker.FlagRequest) { r.ValidFrom, r.ValidUntil = at(366*day), at(367*day) }, broker.CodeInvalidValidity},
 		{"no valid_until", nil, func(r *broker.FlagRequest) { r.ValidUntil = nil }, broker.CodeInvalidValidity},
@@ -67,6 +109,7 @@ func TestIssueFlagRefusesInvalidFields(t *testing.T) {
 		{"valid for a year and a second", nil, func(r *broker.FlagRequest) { r.ValidUntil = at(365*day + time.Second) }, broker.CodeInvalidValidity},
 		{"exclusion valid over 84 days", coordinator, func(r *broker.FlagRequest) {
 			r.Level, r.LegalBasis, r.Audience, r.ValidUntil = broker.LevelExclusion, "navl-16", offices("nav-grorud"), at(84*day+time.Second)
+			r.Decision = exclusionDecision(now)
 		}, broker.CodeInvalidValidity},
 		{"the fields are checked before the validity", nil, func(r *broker.FlagRequest) { r.Level, r.ValidUntil = "extreme", nil }, broker.CodeInvalidField},
 		{"unknown legal basis", nil, func(r *broker.FlagRequest) { r.LegalBasis = "gdpr-6" }, broker.CodeUnknownLegalBasis},
@@ -82,7 +125,7 @@ func TestIssueFlagRefusesInvalidFields(t *testing.T) {
 			if c.issuer != nil {
 				issuer = c.issuer
 			}
-			req := flagReq(person(), "politiregl-27", kinds("nav-state"), now)
+			req := flagReq(person(), "politiregl-27-2", kinds("nav-state"), now)
 			c.mod(&req)
 			flags, before := count(t, `SELECT count(*) FROM flags`), head(t)
 			res, err := f.svc.IssueFlag(context.Background(), again(issuer), req)
@@ -112,7 +155,7 @@ func TestIssueFlagPolicy(t *testing.T) {
 	cases := []struct {
 		name    string
 		issuer  *broker.Principal
-		mod     func(r *broker.FlagRequest) // applied to a police flag to NAV (politiregl-27)
+		mod     func(r *broker.FlagRequest) // applied to a police flag to NAV (politiregl-27-2)
 		reasons []string                    // nil: allowed
 	}{
 		{name: "police liaison to NAV", issuer: as("oslo-pd", broker.RolePoliceLiaison, "", "liaison-p")},
@@ -125,20 +168,29 @@ func TestIssueFlagPolicy(t *testing.T) {
 			mod: func(r *broker.FlagRequest) {
 				v := now.Add(84 * day)
 				r.Level, r.LegalBasis, r.Audience, r.ValidUntil = broker.LevelExclusion, "navl-16", offices("nav-grorud"), &v
+				r.Decision = exclusionDecision(now)
 			}},
+		{name: "police flag through the duty desk", issuer: as("oslo-pd", broker.RolePoliceLiaison, "oslo-pd-sentrum", "liaison-p"),
+			mod: func(r *broker.FlagRequest) { r.RepresentedBy = broker.RepresentedByDutyDesk }},
 		{name: "health worker, person not informed", issuer: as("ous", broker.RoleHealthWorker, "", "lege-p"),
 			mod: func(r *broker.FlagRequest) {
 				r.LegalBasis, r.SubjectInformed = "hpl-23-4", informed(false, "telling would put staff at risk")
 			}},
-		{name: "police exclusion", issuer: as("oslo-pd", broker.RolePoliceLiaison, "", "liaison-p"),
-			mod: func(r *broker.FlagRequest) { r.Level = broker.LevelExclusion }, reasons: []string{"level_not_permitted"}},
+		{name: "police exclusion", issuer: as("oslo-pd", broker.RolePoliceLiaison, "oslo-pd-sentrum", "liaison-p"),
+			mod: func(r *broker.FlagRequest) {
+				r.Level, r.LegalBasis, r.Audience, r.Decision = broker.LevelExclusion, "navl-16", offices("oslo-pd-sentrum"), exclusionDecision(now)
+			}, reasons: []string{"basis_direction", "level_not_permitted"}},
+		{name: "exclusion under a basis that is not the office's", issuer: as("nav-stat", broker.RoleSecurityCoordinator, "nav-grorud", "sec-p"),
+			mod: func(r *broker.FlagRequest) {
+				r.Level, r.LegalBasis, r.Audience, r.Decision = broker.LevelExclusion, "strl-196", offices("nav-grorud"), exclusionDecision(now)
+			}, reasons: []string{"basis_direction", "exclusion_audience"}},
 		{name: "caseworker", issuer: as("nav-stat", broker.RoleCaseworker, "nav-grorud", "cw-p"),
 			mod:     func(r *broker.FlagRequest) { r.LegalBasis, r.Audience = "navl-16", kinds("nav-municipal") },
 			reasons: []string{"level_not_permitted", "role_not_permitted"}},
 		{name: "the issuing agency's privacy officer", issuer: as("oslo-pd", broker.RolePrivacyOfficer, "", "po-p"),
 			reasons: []string{"level_not_permitted", "role_not_permitted"}},
 		{name: "police under a NAV basis", issuer: as("oslo-pd", broker.RolePoliceLiaison, "", "liaison-p"),
-			mod: func(r *broker.FlagRequest) { r.LegalBasis = "navl-7" }, reasons: []string{"basis_direction"}},
+			mod: func(r *broker.FlagRequest) { r.LegalBasis = "fvl-13b-6-navl" }, reasons: []string{"basis_direction"}},
 		{name: "the emergency-only basis", issuer: as("oslo-pd", broker.RolePoliceLiaison, "", "liaison-p"),
 			mod: func(r *broker.FlagRequest) { r.LegalBasis = "fvl-13b-7" }, reasons: []string{"basis_emergency_only"}},
 		{name: "police basis to the police", issuer: as("oslo-pd", broker.RolePoliceLiaison, "", "liaison-p"),
@@ -147,11 +199,13 @@ func TestIssueFlagPolicy(t *testing.T) {
 			mod: func(r *broker.FlagRequest) {
 				r.LegalBasis, r.Audience, r.SubjectInformed = "hpl-31", offices("nav-grorud"), informed(true, "")
 			}, reasons: []string{"basis_direction"}},
+		{name: "health flag to NAV", issuer: as("ous", broker.RoleHealthWorker, "", "lege-p"),
+			mod: func(r *broker.FlagRequest) { r.LegalBasis = "hpl-23-4" }},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			subject := person()
-			req := flagReq(subject, "politiregl-27", kinds("nav-state", "nav-municipal"), now)
+			req := flagReq(subject, "politiregl-27-2", kinds("nav-state", "nav-municipal"), now)
 			if c.mod != nil {
 				c.mod(&req)
 			}
@@ -200,8 +254,8 @@ func TestRevokeFlag(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	liaison := as("oslo-pd", broker.RolePoliceLiaison, "", "liaison-r")
-	fl := f.issue(t, liaison, flagReq(person(), "politiregl-27", kinds("nav-state"), f.clock.Now()))
-	short := flagReq(person(), "politiregl-27", kinds("nav-state"), f.clock.Now())
+	fl := f.issue(t, liaison, flagReq(person(), "politiregl-27-2", kinds("nav-state"), f.clock.Now()))
+	short := flagReq(person(), "politiregl-27-2", kinds("nav-state"), f.clock.Now())
 	until := f.clock.Now().Add(24 * time.Hour)
 	short.ValidUntil = &until
 	expiring := f.issue(t, again(liaison), short)

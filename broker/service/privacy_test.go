@@ -277,7 +277,7 @@ func TestAuditSearchAndDisclosureQueries(t *testing.T) {
 	// A police flag disclosed to NAV by an ordinary check and, to a health
 	// worker, only through the exception.
 	subject := person()
-	fl := f.issue(t, as("oslo-pd", broker.RolePoliceLiaison, "", "liaison-q"), flagReq(subject, "politiregl-27", kinds("nav-state"), f.clock.Now()))
+	fl := f.issue(t, as("oslo-pd", broker.RolePoliceLiaison, "", "liaison-q"), flagReq(subject, "politiregl-27-2", kinds("nav-state"), f.clock.Now()))
 	since := head(t)
 	if _, err := f.check(as("nav-stat", broker.RoleCaseworker, "nav-arstad", "cw-q"), subject, ""); err != nil {
 		t.Fatal(err)
@@ -374,7 +374,7 @@ func TestAuditSearchAndDisclosureQueries(t *testing.T) {
 					t.Fatalf("disclosure of another flag: %+v", d)
 				}
 			}
-			if want := "nav-stat check politiregl-27 false;ous check fvl-13b-7 true;"; got != want {
+			if want := "nav-stat check politiregl-27-2 false;ous check politiregl-27-1 true;"; got != want {
 				t.Fatalf("disclosures %q, want %q", got, want)
 			}
 			if res.Next != itoa(res.Disclosures[len(res.Disclosures)-1].Seq) {

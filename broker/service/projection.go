@@ -136,7 +136,15 @@ func byException(e *audit.Entry, id string) bool {
 // rule as the disclosure feed and the figures, postgres.flagBasisSQL).
 func (pr *projection) flagBasis(e *audit.Entry, id string) string {
 	if byException(e, id) {
-		return policies.EmergencyBasis
+		// The route recorded per flag (emergency_basis:<id>:<basis>);
+		// entries from before routes were recorded used the one basis.
+		prefix := "emergency_basis:" + id + ":"
+		for _, r := range e.Reasons {
+			if b, ok := strings.CutPrefix(r, prefix); ok && b != "" {
+				return b
+			}
+		}
+		return legacyEmergencyBasis
 	}
 	return pr.origins[id].LegalBasis
 }
@@ -182,11 +190,26 @@ func (pr *projection) projectOwn(e *audit.Entry) audit.Entry {
 		v.FlagIDs = append(v.FlagIDs, id)
 	}
 	v.Reasons = make([]string, 0, len(e.Reasons))
+	var exceptionRoutes []string
 	for _, r := range e.Reasons {
 		if id, ok := strings.CutPrefix(r, emergencyFlagPrefix); ok && !pr.own(id) {
 			r = withheldFlagReason
 		}
+		if id, basis, ok := emergencyRoute(r); ok && !pr.own(id) {
+			// The route names the issuer's sector (politiregl-* is the
+			// police's): the reader's side learns neither flag nor source.
+			exceptionRoutes = append(exceptionRoutes, basis)
+			continue
+		}
 		v.Reasons = append(v.Reasons, r)
+	}
+	switch {
+	case len(exceptionRoutes) > 0:
+		v.LegalBasis = ownBases(e, exceptionRoutes)
+	case foreign && !shownByID:
+		// Flags copied from another entry (a verdict's, an ack's) were
+		// withheld: so are their bases, which could name their sector.
+		v.LegalBasis = pr.bases(e, v.FlagIDs)
 	}
 	if foreign && !slices.Contains(namesSubject, e.Action) {
 		v.SubjectRef = "" // another agency's flag's subject, not one the actor named
@@ -211,6 +234,10 @@ func (pr *projection) projectForeign(e *audit.Entry) audit.Entry {
 	v.LegalBasis = pr.bases(e, v.FlagIDs)
 	for _, r := range e.Reasons {
 		if id, ok := strings.CutPrefix(r, emergencyFlagPrefix); ok {
+			if pr.own(id) {
+				v.Reasons = append(v.Reasons, r)
+			}
+		} else if id, _, ok := emergencyRoute(r); ok {
 			if pr.own(id) {
 				v.Reasons = append(v.Reasons, r)
 			}
@@ -284,4 +311,53 @@ func (pr *projection) reportItem(it *broker.ReportItem, refs []string) (broker.R
 	return broker.ReportItem{Seq: it.Seq, At: it.At, Agency: v.ActorAgency, Office: v.Office, Role: v.Role,
 		Action: v.Action, FlagIDs: kept, LegalBasis: basis, Emergency: v.Emergency, Verdict: it.Verdict,
 		Projected: v.Projected}, true
+}
+
+// legacyEmergencyBasis is the basis of the exception in entries written
+// before each flag's route was recorded (emergency_basis:<id>:<basis>).
+const legacyEmergencyBasis = "fvl-13b-7"
+
+// emergencyBasisPrefix marks the route the exception took for one flag:
+// emergency_basis:<flag id>:<basis>.
+const emergencyBasisPrefix = "emergency_basis:"
+
+// emergencyRoute splits an emergency_basis reason.
+func emergencyRoute(r string) (id, basis string, ok bool) {
+	rest, ok := strings.CutPrefix(r, emergencyBasisPrefix)
+	if !ok {
+		return "", "", false
+	}
+	id, basis, ok = strings.Cut(rest, ":")
+	return id, basis, ok
+}
+
+// ExceptionBasis stands, in the reader's side of the log, for the bases
+// under which the life-and-health exception revealed other agencies'
+// flags: the reader and its privacy officer know the exception was used,
+// not which sector's rule carried it.
+const ExceptionBasis = "life-and-health-exception"
+
+// ownBases is the entry's legal_basis with the exception's routes for
+// withheld flags replaced by ExceptionBasis (a route that is also the basis
+// of a flag the reader saw normally cannot be told apart, and is kept).
+func ownBases(e *audit.Entry, routes []string) string {
+	var out []string
+	normal := map[string]bool{}
+	for _, r := range e.Reasons {
+		if _, b, ok := emergencyRoute(r); ok {
+			normal[b] = normal[b] || false
+		}
+	}
+	for _, b := range strings.Split(e.LegalBasis, ",") {
+		if b == "" {
+			continue
+		}
+		if slices.Contains(routes, b) {
+			continue
+		}
+		out = append(out, b)
+	}
+	out = append(out, ExceptionBasis)
+	slices.Sort(out)
+	return strings.Join(slices.Compact(out), ",")
 }

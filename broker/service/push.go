@@ -27,17 +27,20 @@ type PushStore interface {
 	ClaimPushes(ctx context.Context, limit int, lease time.Duration) ([]broker.DuePush, error)
 	RecordPush(ctx context.Context, id int64, status int, errText string, delivered bool, next time.Time) error
 	WarningFlag(ctx context.Context, id string) (*broker.Flag, error)
+	Flag(ctx context.Context, id string) (*broker.Flag, error)
 }
 
 // WebhookType is the JWS typ of a pushed delivery.
 const WebhookType = "varsel-push+jwt"
 
-// Pusher POSTs warning deliveries to the webhooks offices registered: a
-// compact JWS (EdDSA, the broker's key) whose payload says which warning
-// arrived, its level, precautions and validity, and where the inbox is.
-// Each attempt is audited before it is sent (it discloses those fields);
-// failures are retried with exponential backoff and recorded. The inbox
-// never waits for a webhook.
+// Pusher POSTs to the webhooks offices registered, as a compact JWS (EdDSA,
+// the broker's key): a warning's delivery (which warning arrived, its level,
+// precautions and validity, and where the inbox is), and the notice to an
+// issuing office that the life-and-health exception reached one of its
+// flags (kind exception-disclosure: which flag, under which route, and where
+// the disclosure feed is). Each attempt is audited before it is sent;
+// failures are retried with exponential backoff and recorded. The inbox and
+// the disclosure feed never wait for a webhook.
 type Pusher struct {
 	Store       PushStore
 	Audit       AuditLog
@@ -68,6 +71,21 @@ type PushBody struct {
 	Inbox       string    `json:"inbox"`
 	SentAt      time.Time `json:"sent_at"`
 	Attempt     int       `json:"attempt"`
+}
+
+// ExceptionPushBody is the signed payload of an exception-disclosure push:
+// only that the exception reached the issuer's flag, when and by which
+// route; who saw it is in the issuer's disclosure feed.
+type ExceptionPushBody struct {
+	Type       string    `json:"type"` // varsel.exception-disclosure
+	Kind       string    `json:"kind"` // exception-disclosure
+	FlagID     string    `json:"flag_id"`
+	Office     string    `json:"office"`
+	CheckSeq   int64     `json:"check_seq"`
+	LegalBasis string    `json:"legal_basis"`
+	Feed       string    `json:"feed"`
+	SentAt     time.Time `json:"sent_at"`
+	Attempt    int       `json:"attempt"`
 }
 
 // Run pushes due deliveries until ctx ends.
@@ -120,14 +138,29 @@ func (p *Pusher) attempt(ctx context.Context, d broker.DuePush) {
 			p.Logger.Error("record webhook push", "subsystem", "webhook", "err", err)
 		}
 	}()
-	f, err := p.Store.WarningFlag(ctx, d.WarningID)
+	exception := d.Kind == broker.PushExceptionDisclosure
+	var f *broker.Flag
+	var err error
+	if exception {
+		// The notice is of a disclosure that happened: it is sent whatever
+		// the flag's state now.
+		f, err = p.Store.Flag(ctx, d.FlagID)
+	} else {
+		f, err = p.Store.WarningFlag(ctx, d.WarningID)
+	}
 	if err != nil {
 		errText = err.Error()
 		return
 	}
-	if f.StatusAt(time.Now()) != broker.FlagActive {
+	if !exception && f.StatusAt(time.Now()) != broker.FlagActive {
 		errText, giveUp = "flag no longer active: not pushed", true
 		return
+	}
+	attemptAction, doneAction, failedAction := ActionPushAttempt, ActionPush, ActionPushFailed
+	basis := f.LegalBasis
+	if exception {
+		attemptAction, doneAction, failedAction = ActionNoticeAttempt, ActionNotice, ActionNoticeFailed
+		basis = d.LegalBasis
 	}
 	// Two entries per attempt. Before anything is sent, the attempt (with
 	// everything a disclosure entry names), so that nothing leaves without
@@ -138,31 +171,38 @@ func (p *Pusher) attempt(ctx context.Context, d broker.DuePush) {
 	entry := func(action, decision string, reasons ...string) *audit.Entry {
 		e := &audit.Entry{TS: audit.FormatTime(time.Now()), ActorAgency: p.BrokerID, Actor: "webhook", Role: "broker",
 			Office: d.Office, Action: action, Decision: decision, SubjectRef: f.SubjectRef,
-			FlagIDs: []string{f.ID}, LegalBasis: f.LegalBasis,
+			FlagIDs: []string{f.ID}, LegalBasis: basis,
 			Reasons: append([]string{fmt.Sprintf("attempt:%d", d.Attempts+1), "host:" + broker.WebhookHost(d.URL)}, reasons...)}
 		if p.Policy != nil {
 			e.PolicyVersion = p.Policy()
 		}
 		return e
 	}
-	if _, err := p.Audit.Append(ctx, entry(ActionPushAttempt, audit.Allow)); err != nil {
+	if _, err := p.Audit.Append(ctx, entry(attemptAction, audit.Allow)); err != nil {
 		errText = "audit unavailable: not sent"
 		return
 	}
 	var sent atomic.Bool
 	defer func() {
-		outcome := entry(ActionPush, audit.Allow, fmt.Sprintf("status:%d", status))
+		outcome := entry(doneAction, audit.Allow, fmt.Sprintf("status:%d", status))
 		if !sent.Load() {
-			outcome = entry(ActionPushFailed, audit.Deny, "not_sent")
+			outcome = entry(failedAction, audit.Deny, "not_sent")
 		}
 		if _, err := p.Audit.Append(context.WithoutCancel(ctx), outcome); err != nil && p.Logger != nil {
 			p.Logger.Error("audit webhook push outcome", "subsystem", "webhook", "err", err)
 		}
 	}()
-	body := PushBody{Type: "varsel.warning.delivered", WarningID: d.WarningID, Office: d.Office, Level: f.Level,
-		Precautions: f.Precautions, ValidUntil: f.ValidUntil, Inbox: "/v1/warnings/inbox?office=" + d.Office,
-		SentAt: time.Now().UTC(), Attempt: d.Attempts + 1}
-	payload, _ := json.Marshal(body)
+	var payload []byte
+	if exception {
+		payload, _ = json.Marshal(ExceptionPushBody{Type: "varsel.exception-disclosure", Kind: broker.PushExceptionDisclosure,
+			FlagID: f.ID, Office: d.Office, CheckSeq: d.CheckSeq, LegalBasis: d.LegalBasis,
+			Feed:   fmt.Sprintf("/v1/flags/disclosures?after=%d", d.CheckSeq-1),
+			SentAt: time.Now().UTC(), Attempt: d.Attempts + 1})
+	} else {
+		payload, _ = json.Marshal(PushBody{Type: "varsel.warning.delivered", WarningID: d.WarningID, Office: d.Office, Level: f.Level,
+			Precautions: f.Precautions, ValidUntil: f.ValidUntil, Inbox: "/v1/warnings/inbox?office=" + d.Office,
+			SentAt: time.Now().UTC(), Attempt: d.Attempts + 1})
+	}
 	obj, err := p.Signer.Sign(payload)
 	if err != nil {
 		errText = "sign: " + err.Error()
@@ -205,6 +245,12 @@ const (
 	ActionPushAttempt = "warning.push.attempt" // before sending: what is about to be sent, to whom
 	ActionPush        = "warning.push"         // the request reached the receiver: a disclosure
 	ActionPushFailed  = "warning.push.failed"  // nothing was sent
+
+	// An exception-disclosure notice goes to the flag's own issuer: not a
+	// disclosure to anyone else, so not among audit.DisclosureActions.
+	ActionNoticeAttempt = "exception.notice.attempt"
+	ActionNotice        = "exception.notice"
+	ActionNoticeFailed  = "exception.notice.failed"
 )
 
 func (p *Pusher) backoff(attempt int) time.Duration {

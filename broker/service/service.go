@@ -49,6 +49,9 @@ type WarningStore interface {
 	WarningFlag(ctx context.Context, id string) (*broker.Flag, error)
 	// Warning returns a warning and its deliveries. Errors: ENOTFOUND.
 	Warning(ctx context.Context, id string) (*broker.Warning, error)
+	// QueueExceptionNotices queues an exception-disclosure push to each
+	// notice's office that has a webhook.
+	QueueExceptionNotices(ctx context.Context, seq int64, notices []broker.ExceptionNotice) error
 	// SetWebhook registers or (url "") removes an office's webhook.
 	SetWebhook(ctx context.Context, office, url, by string, e *audit.Entry) error
 	// Disclosures lists the disclosures of issuer's flags after a seq.
@@ -101,8 +104,11 @@ type Service struct {
 	// policy); answering both no sooner than the floor makes them take the
 	// same time to a caller, as long as the work fits under it.
 	ClearFloor time.Duration
-	// DutyDesk stands in for the issuer and contact of a health-sourced
-	// flag read outside the health sector; BrokerID is the broker's own id, the duty desk's issuer id and the actor of its own entries.
+	// DutyDesk stands in for the issuer and contact of a flag shown through
+	// the duty desk (a health-sourced flag read outside the health sector,
+	// or one whose issuer chose the desk) and is the contact of every
+	// exception aggregate; BrokerID is the broker's own id, the duty desk's
+	// issuer id and the actor of its own entries.
 	DutyDesk broker.Contact
 	BrokerID string
 	// EmergencyLimit is how many emergency checks one employee may make
@@ -152,7 +158,7 @@ func policyPrincipal(p *broker.Principal) policies.Principal {
 // is audited and returned as EFORBIDDEN; the caller audits an allow itself,
 // with what it did.
 func (s *Service) authorize(ctx context.Context, p *broker.Principal, action string, resource any, deny func(*audit.Entry)) (policies.Decision, error) {
-	d, err := s.Policies.Authorize(ctx, policies.AuthzInput{Action: action, Principal: policyPrincipal(p), Resource: resource})
+	d, err := s.Policies.Authorize(ctx, policies.AuthzInput{Action: action, Principal: policyPrincipal(p), Resource: resource, Time: s.now()})
 	if err != nil {
 		return d, &broker.Error{Kind: broker.EINTERNAL, Message: "policy evaluation failed", Err: err}
 	}

@@ -225,15 +225,13 @@ func (s *Service) Inbox(ctx context.Context, p *broker.Principal, q InboxQuery) 
 // discloseInbox asks the disclosure policy, once for the page, which of the
 // warnings' flags this reader may see, and projects them.
 func (s *Service) discloseInbox(ctx context.Context, p *broker.Principal, items []broker.InboxItem) ([]InboxWarning, string, error) {
-	in := policies.DisclosureInput{Principal: policyPrincipal(p), Purpose: "case-processing"}
+	in := policies.DisclosureInput{Principal: policyPrincipal(p), Purpose: "case-processing", Time: s.now()}
 	for _, it := range items {
 		f := it.Flag
 		if f.StatusAt(s.now()) != broker.FlagActive {
 			continue // revoked or expired: the delivery stays, the flag is not shown
 		}
-		in.Flags = append(in.Flags, policies.FlagMeta{ID: f.ID, Level: f.Level, IssuerAgency: f.Issuer,
-			IssuerKind: string(f.IssuerKind), IssuerOffice: f.IssuerOffice, LegalBasis: f.LegalBasis,
-			Audience: policies.Audience{Kinds: f.Audience.Kinds, Offices: f.Audience.Offices}})
+		in.Flags = append(in.Flags, flagMeta(f))
 	}
 	d, err := s.Policies.Disclose(ctx, in)
 	if err != nil {

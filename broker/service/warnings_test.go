@@ -132,7 +132,7 @@ func TestInboxDefaultLimit(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	w, err := f.svc.IssueWarning(ctx, as("oslo-pd", broker.RolePoliceLiaison, "", "liaison-inbox"), service.WarningRequest{
-		FlagRequest: flagReq(person(), "politiregl-27", broker.Audience{}, f.clock.Now()),
+		FlagRequest: flagReq(person(), "politiregl-27-2", broker.Audience{}, f.clock.Now()),
 		Targets:     service.Targets{Offices: []string{"nav-bergen"}},
 	})
 	if err != nil {

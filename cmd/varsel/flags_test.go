@@ -73,10 +73,25 @@ func flagBody(subject string) map[string]any {
 		"categories":  []string{"threats", "weapons"},
 		"precautions": []string{"two-staff", "police-present"},
 		"valid_until": time.Now().Add(30 * 24 * time.Hour).UTC().Format(time.RFC3339),
-		"legal_basis": "politiregl-27",
+		"legal_basis": "politiregl-27-2",
 		"audience":    map[string]any{"kinds": []string{"nav-state", "nav-municipal"}},
 		"contact":     map[string]any{"unit": "Oslo PD, operasjonssentralen", "phone": "+47 22 66 90 50"},
+		// politiregisterloven § 27 tredje and femte ledd: the person told
+		// where possible, the controller's decision recorded.
+		"subject_informed": map[string]any{"informed": true},
+		"decision": map[string]any{"decided_by": "Seksjonsleder etterretning", "decided_by_role": "controller-delegate",
+			"decided_at": time.Now().Add(-time.Hour).UTC().Format(time.RFC3339), "reference": "OPD 26/48213"},
 	}
+}
+
+// exclusionDecision is the office head's complete exclusion decision, as a
+// security coordinator records it.
+func exclusionDecision() map[string]any {
+	return map[string]any{"decided_by": "Kontorleder NAV Grorud", "decided_by_role": "office-head",
+		"decided_at":      time.Now().Add(-time.Hour).UTC().Format(time.RFC3339),
+		"reference":       "NAV 26/7710",
+		"notice_given_at": time.Now().Add(-72 * time.Hour).UTC().Format(time.RFC3339), "could_respond": true,
+		"milder_measures_considered": true}
 }
 
 // call sends one request and decodes a 2xx answer into a T; a failure to
@@ -159,10 +174,10 @@ func TestUserStories(t *testing.T) {
 	if resp.Status != 201 || flag.Status != "active" || flag.Issuer != "oslo-pd" || flag.ID == "" {
 		t.Fatalf("issue: %d %s", resp.Status, resp.Body)
 	}
-	if strings.Contains(string(resp.Body), personA) || strings.Contains(string(resp.Body), "subject") {
+	if strings.Contains(string(resp.Body), personA) || strings.Contains(string(resp.Body), `"subject":`) {
 		t.Fatalf("the flag answer echoes the subject: %s", resp.Body)
 	}
-	e := w.assertOneEntry(n, flag.Audit, "flag.issue", "politiregl-27")
+	e := w.assertOneEntry(n, flag.Audit, "flag.issue", "politiregl-27-2")
 	if len(e.FlagIDs) != 1 || e.FlagIDs[0] != flag.ID || len(e.SubjectRef) != 64 {
 		t.Fatalf("issue entry %+v", e)
 	}
@@ -176,10 +191,10 @@ func TestUserStories(t *testing.T) {
 		}
 		f := res.Flags[0]
 		if f.ID != flag.ID || f.Level != "high" || strings.Join(f.Precautions, ",") != "two-staff,police-present" ||
-			f.Issuer != "oslo-pd" || f.Contact == nil || f.Contact.Phone != "+47 22 66 90 50" || f.LegalBasis != "politiregl-27" {
+			f.Issuer != "oslo-pd" || f.Contact == nil || f.Contact.Phone != "+47 22 66 90 50" || f.LegalBasis != "politiregl-27-2" {
 			t.Fatalf("disclosed flag %+v", f)
 		}
-		e := w.assertOneEntry(n, res.Audit, "check", "politiregl-27")
+		e := w.assertOneEntry(n, res.Audit, "check", "politiregl-27-2")
 		if e.Decision != "allow" || len(e.FlagIDs) != 1 || e.FlagIDs[0] != flag.ID || e.Emergency {
 			t.Fatalf("check entry %+v", e)
 		}
@@ -235,14 +250,13 @@ func TestUserStories(t *testing.T) {
 	n = entries()
 	just := "Patient says he will come to the ward with a knife tonight"
 	res, resp = w.check(hw, map[string]any{"subject": personA, "purpose": "meeting", "emergency": map[string]any{"justification": just}})
-	if resp.Status != 200 || !res.Emergency || res.Result != "precautions" || len(res.Flags) != 1 {
+	if resp.Status != 200 || !res.Emergency || res.Result != "precautions" || len(res.Flags) != 0 || res.Exception == nil {
 		t.Fatalf("emergency check: %d %s", resp.Status, resp.Body)
 	}
-	if f := res.Flags[0]; f.ID != "" || f.Issuer != "" || f.Contact != nil || len(f.Categories) != 0 || f.LegalBasis != "" ||
-		f.Level != "high" || len(f.Precautions) != 2 || f.ValidUntil == nil {
-		t.Fatalf("emergency disclosure shows more than level, precautions and validity: %+v", f)
+	if x := res.Exception; x.Level != "high" || len(x.Precautions) != 2 || x.Contact.Unit != "Varsel duty desk" {
+		t.Fatalf("emergency aggregate shows more or less than level, precautions and the duty desk: %+v", x)
 	}
-	e = w.assertOneEntry(n, res.Audit, "check", "fvl-13b-7")
+	e = w.assertOneEntry(n, res.Audit, "check", "politiregl-27-1")
 	if !e.Emergency || e.Justification != just || len(e.FlagIDs) != 1 || e.FlagIDs[0] != flag.ID {
 		t.Fatalf("emergency entry %+v", e)
 	}
@@ -314,17 +328,18 @@ func TestFlagAccess(t *testing.T) {
 	if n := w.count(`SELECT count(*) FROM audit_entries WHERE decision = 'deny' AND action IN ('flag.read', 'flag.revoke')`); n != 6 {
 		t.Fatalf("%d denied reads and revokes audited, want 6", n)
 	}
-	// A police exclusion is refused by the policy, and audited.
+	// A police exclusion is refused: an exclusion is a NAV office head's decision.
 	excl := flagBody(personB)
 	excl["level"] = "exclusion"
 	excl["valid_until"] = time.Now().Add(30 * 24 * time.Hour).UTC().Format(time.RFC3339)
 	_, resp = w.issue(w.liaison(), excl)
-	if p := resp.Problem(); resp.Status != 403 || p.Code != "forbidden" {
+	if p := resp.Problem(); resp.Status != 422 || p.Code != "invalid_field" {
 		t.Fatalf("police exclusion: %d %s", resp.Status, resp.Body)
 	}
-	// A NAV security coordinator may.
+	// A NAV security coordinator may record the office head's decision.
 	excl["legal_basis"] = "navl-16"
 	excl["audience"] = map[string]any{"offices": []string{"nav-grorud"}}
+	excl["decision"] = exclusionDecision()
 	if _, resp := w.issue(w.as(w.navState, "sec-1", "security-coordinator", "nav-grorud"), excl); resp.Status != 201 {
 		t.Fatalf("coordinator exclusion: %d %s", resp.Status, resp.Body)
 	}
@@ -428,6 +443,7 @@ func TestFlagBadInput(t *testing.T) {
 	// A health agency must say whether the person was told.
 	h := flagBody(personA)
 	h["legal_basis"] = "hpl-23-4"
+	delete(h, "subject_informed")
 	_, resp := w.issue(w.as(w.health, "lege-1", "health-worker", ""), h)
 	if resp.Status != 422 || !strings.Contains(resp.Problem().Detail, "subject_informed") {
 		t.Fatalf("health without subject_informed: %d %s", resp.Status, resp.Body)

@@ -427,11 +427,11 @@ func TestDisclosureFeed(t *testing.T) {
 	for _, d := range all {
 		switch d.Seq {
 		case emergency.Audit.Seq:
-			if !d.Emergency || d.LegalBasis != "fvl-13b-7" || d.FlagID != other.ID || d.Agency != "ous" {
+			if !d.Emergency || d.LegalBasis != "politiregl-27-1" || !d.ByException || d.FlagID != other.ID || d.Agency != "ous" {
 				t.Fatalf("emergency item %+v", d)
 			}
 		default:
-			if d.Emergency || d.LegalBasis != "politiregl-27" || d.FlagID != flag.ID || d.Office == "" {
+			if d.Emergency || d.LegalBasis != "politiregl-27-2" || d.FlagID != flag.ID || d.Office == "" {
 				t.Fatalf("item %+v", d)
 			}
 		}

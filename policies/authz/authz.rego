@@ -8,6 +8,8 @@
 # scope: package
 package authz
 
+import data.catalogue
+
 # METADATA
 # title: Issuing roles and levels
 # description: >-
@@ -42,8 +44,18 @@ inbox_roles := {"security-coordinator", "caseworker"}
 disclosure_kinds := {"nav-state", "nav-municipal", "police", "health"}
 
 # METADATA
+# title: Webhook roles
+# description: >-
+#   Roles that may register their own office's webhook: a NAV office for its
+#   warnings, and any issuing office for the exception-disclosure notices of
+#   its flags.
+webhook_roles := {"security-coordinator", "police-liaison", "health-worker"}
+
+# METADATA
 # title: Validity limits
-# description: A flag lasts at most a year; an exclusion at most twelve weeks.
+# description: >-
+#   A flag lasts at most a year, or less where its basis says so
+#   (max_validity_days); an exclusion at most twelve weeks.
 max_validity_days := 365
 
 max_exclusion_days := 84
@@ -55,12 +67,12 @@ max_exclusion_days := 84
 #   An action missing here is always denied.
 required_checks := {
 	"flag.issue": {
-		"issuer_role", "level", "validity", "validity_max", "exclusion_validity",
-		"basis", "audience", "subject_informed",
+		"issuer_role", "level", "validity", "validity_max", "validity_basis", "exclusion_validity",
+		"basis", "audience", "subject_notice", "decision_record", "exclusion_decision", "exclusion_audience",
 	},
 	"warning.issue": {
-		"warning_role", "level", "validity", "validity_max", "exclusion_validity",
-		"basis", "audience",
+		"warning_role", "level", "validity", "validity_max", "validity_basis", "exclusion_validity",
+		"basis", "audience", "subject_notice", "decision_record", "exclusion_decision", "exclusion_audience",
 	},
 	"flag.read": {"flag_role", "issuing_agency"},
 	"flag.revoke": {"flag_role", "issuing_agency"},
@@ -90,9 +102,13 @@ failure_reasons := {
 	"level": "level_not_permitted",
 	"validity": "validity_invalid",
 	"validity_max": "validity_too_long",
+	"validity_basis": "validity_too_long_for_basis",
 	"exclusion_validity": "exclusion_too_long",
 	"audience": "audience_empty",
-	"subject_informed": "subject_not_informed",
+	"subject_notice": "subject_not_informed",
+	"decision_record": "decision_record_missing",
+	"exclusion_decision": "exclusion_decision_incomplete",
+	"exclusion_audience": "exclusion_audience",
 	"issuing_agency": "not_issuing_agency",
 	"own_office": "office_mismatch",
 	"disclosure_kind": "agency_kind_not_permitted",
@@ -106,7 +122,16 @@ audience_kinds := object.get(resource, ["audience", "kinds"], [])
 
 office_kinds := object.get(resource, ["audience", "office_kinds"], [])
 
+audience_offices := object.get(resource, ["audience", "offices"], [])
+
 requested_basis := data.legal_bases[resource.legal_basis]
+
+# METADATA
+# title: Decision day
+# description: The date in Norway of input.time; undefined without a valid time.
+decision_day := catalogue.day(input.time)
+
+requested_basis_in_force if catalogue.in_force(requested_basis, decision_day)
 
 # METADATA
 # title: Passed checks
@@ -144,9 +169,23 @@ passes["exclusion_validity"] if {
 	resource.validity_days <= max_exclusion_days
 }
 
-# A basis used outside its direction is refused: the issuer's kind must be
-# among those it lets disclose, and every reader kind among those it lets receive.
+# A basis's own limit. An unknown or emergency-only basis issues no flag:
+# the basis check refuses it.
+passes["validity_basis"] if not requested_basis
+
+passes["validity_basis"] if requested_basis.emergency_only == true
+
+passes["validity_basis"] if {
+	is_number(requested_basis.max_validity_days)
+	is_number(resource.validity_days)
+	resource.validity_days <= requested_basis.max_validity_days
+}
+
+# A basis used outside its direction, or on a day it is not in force, is
+# refused: the issuer's kind must be among those it lets disclose, and every
+# reader kind among those it lets receive.
 passes["basis"] if {
+	requested_basis_in_force
 	requested_basis.emergency_only == false
 	principal.agency_kind in requested_basis.from
 	every kind in audience_kinds {
@@ -163,9 +202,86 @@ passes["audience"] if {
 	count(audience_kinds) + count(office_kinds) > 0
 }
 
-passes["subject_informed"] if principal.agency_kind != "health"
+# METADATA
+# title: Subject notice owed
+# description: >-
+#   The flag must record whether the person was told, or why not, when its
+#   basis or the issuer's kind (health personnel: pasient- og
+#   brukerrettighetsloven § 3-6) owes the person notice.
+subject_notice_owed if requested_basis.obligations.subject_notice.level != "none"
 
-passes["subject_informed"] if resource.subject_informed_given == true
+subject_notice_owed if data.issuer_obligations[principal.agency_kind].subject_notice.level != "none"
+
+passes["subject_notice"] if not subject_notice_owed
+
+passes["subject_notice"] if resource.subject_notice_given == true
+
+record := object.get(resource, "decision", {})
+
+# METADATA
+# title: Decision record owed by the basis
+# description: >-
+#   A basis whose disclosures must be decided and recorded (politiregisterloven
+#   § 27 femte ledd, § 30 andre ledd) needs a decision record, taken by one of
+#   the roles it names.
+passes["decision_record"] if not requested_basis.obligations.decision_record.required
+
+passes["decision_record"] if {
+	requested_basis.obligations.decision_record.required
+	record.given == true
+	roles := object.get(requested_basis.obligations.decision_record, "decided_by_roles", [])
+	decided_by_allowed(roles)
+}
+
+decided_by_allowed(roles) if count(roles) == 0
+
+decided_by_allowed(roles) if record.decided_by_role in roles
+
+# METADATA
+# title: Exclusion decision
+# description: >-
+#   An exclusion is the office head's decision, and its record says so, says
+#   when the person was told and could respond (or why not), and that milder
+#   measures were considered.
+passes["exclusion_decision"] if not exclusion_requested
+
+passes["exclusion_decision"] if {
+	exclusion_requested
+	rule := data.level_obligations.exclusion.decision_record
+	record.given == true
+	record.decided_by_role in rule.decided_by_roles
+	notice_recorded(rule)
+	milder_measures_recorded(rule)
+}
+
+notice_recorded(rule) if not rule.notice
+
+notice_recorded(rule) if {
+	rule.notice
+	record.notice in {"given", "explained"}
+}
+
+milder_measures_recorded(rule) if not rule.milder_measures
+
+milder_measures_recorded(rule) if {
+	rule.milder_measures
+	record.milder_measures_considered == true
+}
+
+# METADATA
+# title: Exclusion audience
+# description: >-
+#   An exclusion reaches only its own NAV office: no agency kinds, exactly the
+#   issuer's office, under a same-office basis (NAV-loven § 16).
+passes["exclusion_audience"] if not exclusion_requested
+
+passes["exclusion_audience"] if {
+	exclusion_requested
+	principal.office != ""
+	count(audience_kinds) == 0
+	audience_offices == [principal.office]
+	requested_basis.same_office == true
+}
 
 passes["flag_role"] if principal.role in issuer_roles
 
@@ -185,7 +301,7 @@ passes["check_role"] if principal.role in check_roles
 
 passes["inbox_role"] if principal.role in inbox_roles
 
-passes["webhook_role"] if principal.role == "security-coordinator"
+passes["webhook_role"] if principal.role in webhook_roles
 
 passes["own_office"] if {
 	principal.office != ""
@@ -205,6 +321,10 @@ passes["audit_role"] if principal.role == "privacy-officer"
 # description: The first problem found with the requested legal basis.
 basis_failure := "basis_unknown" if {
 	not requested_basis
+} else := "basis_retired" if {
+	catalogue.ended(requested_basis, decision_day)
+} else := "basis_not_in_force" if {
+	not requested_basis_in_force
 } else := "basis_emergency_only" if {
 	requested_basis.emergency_only == true
 } else := "basis_direction"

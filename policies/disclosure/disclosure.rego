@@ -3,17 +3,21 @@
 # description: >-
 #   Decides which of a subject's active flags a check reveals to the reader,
 #   which fields of each, and under which legal basis. A flag is disclosed only
-#   when the reader is in its audience and its legal basis covers the direction
-#   from the issuer's kind to the reader's kind, or under the life-and-health
-#   exception, which reveals only what averts the danger. Everything else stays
-#   hidden, and a reader who sees nothing gets the same answer as one asking
-#   about a subject without flags.
+#   when the reader is in its audience and a legal basis in force at the
+#   decision time covers the direction from the issuer's kind to the reader's
+#   kind. Under the life-and-health exception the other flags an emergency
+#   route reaches are named, each with its route, only so that the caller can
+#   answer one aggregate of them (highest level, union of precautions) and tell
+#   their issuers. Everything else stays hidden, and a reader who sees nothing
+#   gets the same answer as one asking about a subject without flags.
 #
 #   This runs on every check, so the per-flag work is written inline, with the
 #   reader's properties bound once to local variables: helper functions and
 #   rule lookups inside the loop cost more than the checks themselves.
 # scope: package
 package disclosure
+
+import data.catalogue
 
 # METADATA
 # title: Check roles
@@ -26,16 +30,17 @@ check_roles := {"caseworker", "reception", "security-coordinator", "police-liais
 normal_fields := ["categories", "contact", "id", "issuer", "legal_basis", "level", "precautions", "valid_until"]
 
 # METADATA
-# title: Fields of an emergency disclosure
+# title: Duty-desk basis
 # description: >-
-#   Sorted; only what a reader needs to avert the danger: no categories,
-#   no issuer, no contact, no id.
-emergency_fields := ["level", "precautions", "valid_until"]
+#   What a reader sees as the legal basis of a flag shown through the duty
+#   desk. It names no provision, so that a health source cannot be told from a
+#   police or NAV issuer that chose the desk.
+duty_desk_basis := "via-duty-desk"
 
 # METADATA
-# title: Emergency legal basis
-# description: The basis recorded for every disclosure under the life-and-health exception.
-emergency_basis := "fvl-13b-7"
+# title: Decision day
+# description: The date in Norway of input.time; no basis is in force without one.
+decision_day := catalogue.day(input.time)
 
 # METADATA
 # title: Allow
@@ -59,13 +64,21 @@ review_required if input.emergency == true
 reader_office := object.get({"": null}, input.principal.office, input.principal.office)
 
 # METADATA
-# title: Duty-desk issuer kinds
+# title: Through the duty desk
 # description: >-
-#   Health-sourced flags never show their source unit or sector to non-health
-#   readers: the broker puts its duty desk in place of issuer and contact.
-default duty_desk_kinds := set()
+#   A flag is shown through the broker's duty desk (its issuer and contact
+#   replaced, its basis shown as duty_desk_basis) when its issuer chose the
+#   desk, and always when a health agency issued it and the reader is outside
+#   the health sector: nothing a non-health reader sees may show that a flag
+#   came from health.
+default via_duty_desk(_, _) := false
 
-duty_desk_kinds := {"health"} if input.principal.agency_kind != "health"
+via_duty_desk(flag, _) if flag.duty_desk == true
+
+via_duty_desk(flag, outside_health) if {
+	outside_health
+	flag.issuer_kind == "health"
+}
 
 # METADATA
 # title: Flags addressed to the reader
@@ -82,9 +95,10 @@ addressed := by_kind | by_office if {
 # METADATA
 # title: Normally visible flags
 # description: >-
-#   Indexes of the addressed flags whose legal basis lets the issuer's kind
-#   disclose to the reader's kind outside emergencies and, for a same-office
-#   basis (NAV-loven § 16), whose issuing office is the reader's.
+#   Indexes of the addressed flags whose legal basis is in force on the
+#   decision day and lets the issuer's kind disclose to the reader's kind
+#   outside emergencies and, for a same-office basis (NAV-loven § 16), whose
+#   issuing office is the reader's.
 default visible := set()
 
 visible := {i |
@@ -94,6 +108,7 @@ visible := {i |
 	basis.emergency_only == false
 	flag.issuer_kind in basis.from
 	kind in basis.to
+	catalogue.in_force(basis, day)
 
 	# Either the basis has no same-office restriction or the reader is at the issuing office.
 	count([true | basis.same_office; office != flag.issuer_office]) == 0
@@ -102,59 +117,82 @@ visible := {i |
 	bases := data.legal_bases
 	kind := input.principal.agency_kind
 	office := reader_office
+	day := decision_day
 }
 
 # METADATA
 # title: Normal disclosures
-# description: The normally visible flags, with all fields, as [id, disclosure] pairs.
+# description: >-
+#   The normally visible flags, with all fields, as [id, disclosure] pairs:
+#   the basis they are disclosed under, and the basis the reader is shown.
 normal_disclosures := [[flag.id, {
 	"id": flag.id,
 	"fields": fields,
 	"legal_basis": flag.legal_basis,
-	"emergency": false,
-	"duty_desk": flag.issuer_kind in duty_desk,
+	"shown_basis": {true: duty_desk_basis, false: flag.legal_basis}[desk],
+	"duty_desk": desk,
 }] |
 	some i in visible
 	flag := input.flags[i]
+	desk := via_duty_desk(flag, outside_health)
 ] if {
 	fields := normal_fields
-	duty_desk := duty_desk_kinds
+	outside_health := input.principal.agency_kind != "health"
 }
 
 # METADATA
-# title: Emergency disclosures
+# title: Emergency routes
+# description: >-
+#   [issuer kind, basis] for each emergency-only basis in force on the
+#   decision day that reaches the reader's kind: the route by which the
+#   life-and-health exception may reach a flag of that issuer kind
+#   (forvaltningsloven § 13 b nr. 7 for NAV, politiregisterloven § 27 første
+#   ledd for the police). Health personnel have none: their flags are
+#   disclosed only under the health bases. The catalogue lint keeps it to one
+#   route per issuer kind on any day.
+default emergency_routes := set()
+
+emergency_routes := {[issuer_kind, code] |
+	some code, basis in data.legal_bases
+	basis.emergency_only == true
+	catalogue.in_force(basis, day)
+	kind in basis.to
+	some issuer_kind in basis.from
+} if {
+	kind := input.principal.agency_kind
+	day := decision_day
+}
+
+# METADATA
+# title: Flags the exception reaches
 # description: >-
 #   When the reader invokes the life-and-health exception, every flag that is
-#   not normally visible, with only the fields that avert the danger, as
-#   [id, disclosure] pairs. The exception's basis must cover the direction
-#   like any other: it reaches only reader kinds in its "to", and only flags
-#   whose issuer kind is in its "from" (health personnel are bound by their
-#   own duty of confidentiality and are not among them).
-default emergency_disclosures := []
+#   not normally visible, is not an exclusion (whose audience is its office
+#   alone) and whose issuer kind has an emergency route, as [id, {id, route}]
+#   pairs. The caller answers one aggregate of them and never a flag.
+default exception_pairs := []
 
-emergency_disclosures := [[flag.id, {
-	"id": flag.id,
-	"fields": fields,
-	"legal_basis": emergency_basis,
-	"emergency": true,
-	"duty_desk": false,
-}] |
+exception_pairs := [[flag.id, {"id": flag.id, "legal_basis": route}] |
 	some i, flag in input.flags
 	not i in seen
-	flag.issuer_kind in from
+	flag.level != "exclusion"
+	route := min({code | some [k, code] in routes; k == flag.issuer_kind})
 ] if {
 	allow
 	review_required
-	input.principal.agency_kind in data.legal_bases[emergency_basis].to
-	from := data.legal_bases[emergency_basis].from
 	seen := visible
-	fields := emergency_fields
+	routes := emergency_routes
 }
+
+# METADATA
+# title: Excepted flags in order
+# description: Sorted by flag id.
+exception := [pair[1] | some pair in sort(exception_pairs)]
 
 # METADATA
 # title: Disclosed flags in order
 # description: Sorted by flag id so that equal inputs give equal answers.
-flags := [pair[1] | some pair in sort(array.concat(normal_disclosures, emergency_disclosures))]
+flags := [pair[1] | some pair in sort(normal_disclosures)]
 
 # METADATA
 # title: Reasons
@@ -177,13 +215,15 @@ reasons := ["audience_and_basis"] if {
 # METADATA
 # title: Decision
 # description: >-
-#   allow (the role may run a check), the disclosed flags with their fields,
-#   legal basis, emergency and duty-desk marks, review_required and reasons.
-#   When allow is false, flags is empty.
+#   allow (the role may run a check), the flags disclosed in full with their
+#   fields, bases and duty-desk marks, the flags the exception reaches with
+#   their routes, review_required and reasons. When allow is false, flags and
+#   exception are empty.
 # entrypoint: true
 decision := {
 	"allow": allow,
 	"flags": flags,
+	"exception": exception,
 	"review_required": review_required,
 	"reasons": reasons,
 }
