@@ -23,7 +23,10 @@ type checkAnswer struct {
 	Result    string      `json:"result"`
 	Emergency bool        `json:"emergency"`
 	Flags     []shownFlag `json:"flags"`
-	Clear     bool        `json:"-"`
+	// Exception is the life-and-health exception's one aggregate for the
+	// flags the employee could not otherwise see (no issuer, no count).
+	Exception *shownFlag `json:"exception"`
+	Clear     bool       `json:"-"`
 }
 
 type shownFlag struct {
@@ -96,7 +99,7 @@ func (p *Portal) runCheck(w http.ResponseWriter, r *http.Request, s *Session, em
 		p.brokerFailed(w, r, resp, err)
 		return
 	}
-	ans.Clear = ans.Result != "precautions"
+	ans.Clear = ans.Result != "precautions" && ans.Exception == nil
 	p.render(w, r, http.StatusOK, "result", ans, &view{Session: s})
 }
 
@@ -140,7 +143,7 @@ func (p *Portal) fieldErrors(lang string, resp *client.Response, err error) map[
 		field = "offices"
 	default:
 		// "field X: ..." or "X must ..." name the field in the detail.
-		for _, f := range []string{"level", "categories", "precautions", "valid_until", "legal_basis", "audience", "contact", "subject_informed", "targets", "reason"} {
+		for _, f := range []string{"decision", "level", "categories", "precautions", "valid_until", "legal_basis", "audience", "contact", "subject_informed", "targets", "reason"} {
 			if strings.Contains(pr.Detail, f) {
 				field = f
 				break
@@ -202,6 +205,7 @@ type flagPage struct {
 	Levels, Categories, Precautions, Kinds []string
 	Bases                                  []legalBasis
 	Warning                                bool
+	DecisionRoles                          []string
 }
 
 // agencyKind asks the broker who the employee is (the kind picks the bases).
@@ -227,7 +231,7 @@ func (p *Portal) flagPageData(ctx context.Context, s *Session, warning bool) (*f
 		levels = slices.DeleteFunc(slices.Clone(levels), func(l string) bool { return l == broker.LevelExclusion })
 	}
 	return &flagPage{Levels: levels, Categories: broker.Categories, Precautions: broker.Precautions,
-		Kinds: broker.AudienceKinds, Bases: bases, Warning: warning}, nil
+		Kinds: broker.AudienceKinds, Bases: bases, Warning: warning, DecisionRoles: broker.DecidedByRoles}, nil
 }
 
 func (p *Portal) flagForm(w http.ResponseWriter, r *http.Request, s *Session) {
@@ -303,6 +307,24 @@ func (p *Portal) postFlag(w http.ResponseWriter, r *http.Request, s *Session, wa
 		body["subject_informed"] = map[string]any{"informed": true}
 	case "no":
 		body["subject_informed"] = map[string]any{"informed": false, "reason": strings.TrimSpace(f.Get("informed_reason"))}
+	}
+	if f.Get("duty_desk") == "yes" {
+		body["represented_by"] = "duty-desk"
+	}
+	if by := strings.TrimSpace(f.Get("decided_by")); by != "" {
+		dec := map[string]any{"decided_by": by, "decided_by_role": f.Get("decided_by_role"),
+			"reference":     strings.TrimSpace(f.Get("decision_ref")),
+			"could_respond": f.Get("could_respond") == "yes", "milder_measures_considered": f.Get("milder") == "yes"}
+		if d, err := time.ParseInLocation("2006-01-02", f.Get("decided_at"), oslo); err == nil {
+			dec["decided_at"] = d.Add(12 * time.Hour).UTC().Format(time.RFC3339)
+		}
+		if d, err := time.ParseInLocation("2006-01-02", f.Get("notice_at"), oslo); err == nil {
+			dec["notice_given_at"] = d.Add(12 * time.Hour).UTC().Format(time.RFC3339)
+		}
+		if r := strings.TrimSpace(f.Get("no_notice_reason")); r != "" {
+			dec["no_notice_reason"] = r
+		}
+		body["decision"] = dec
 	}
 	if warning {
 		body["targets"] = map[string]any{"offices": splitList(f.Get("targets"))}
