@@ -56,9 +56,9 @@ func startBrowser(t *testing.T, e *env) *browser {
 		bcancel()
 		acancel()
 	})
-	start, cancel := context.WithTimeout(bctx, 60*time.Second)
-	defer cancel()
-	if err := chromedp.Do(start); err != nil {
+	// The first run starts the browser, which lives as long as the context
+	// of that run: no timeout here.
+	if err := chromedp.Do(bctx); err != nil {
 		t.Fatalf("start %s: %v", exe, err)
 	}
 	dir := t.TempDir()
@@ -73,29 +73,39 @@ func startBrowser(t *testing.T, e *env) *browser {
 
 // staff is one person's browser context.
 type staff struct {
+	t    *testing.T // the test or subtest now using it
 	b    *browser
 	name string
 	ctx  context.Context
 }
 
-func (b *browser) newStaff(name string) *staff {
+func (b *browser) newStaff(t *testing.T, name string) *staff {
 	ctx, cancel := chromedp.NewContext(b.ctx, chromedp.WithNewBrowserContext())
 	b.t.Cleanup(cancel)
-	s := &staff{b: b, name: name, ctx: ctx}
-	s.run("open a tab", chromedp.EmulateViewport(1280, 900))
+	s := &staff{t: t, b: b, name: name, ctx: ctx}
+	// The first run opens the tab, which lives as long as its context.
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1280, 900)); err != nil {
+		t.Fatalf("%s: open a tab: %v", name, err)
+	}
+	return s
+}
+
+// in makes the person's steps report to t (a subtest).
+func (s *staff) in(t *testing.T) *staff {
+	s.t = t
 	return s
 }
 
 // run runs actions within stepTimeout, failing the test on error.
 func (s *staff) run(what string, steps ...chromedp.Action[chromedp.Void]) {
-	s.b.t.Helper()
+	s.t.Helper()
 	get(s, what, chromedp.Steps(steps...))
 }
 
 // get runs one action within stepTimeout and returns its value, failing
 // the test on error.
 func get[T any](s *staff, what string, a chromedp.Action[T]) T {
-	s.b.t.Helper()
+	s.t.Helper()
 	ctx, cancel := context.WithTimeout(s.ctx, stepTimeout)
 	defer cancel()
 	v, err := chromedp.Run(ctx, a)
@@ -103,19 +113,19 @@ func get[T any](s *staff, what string, a chromedp.Action[T]) T {
 		lctx, lcancel := context.WithTimeout(s.ctx, 2*time.Second)
 		defer lcancel()
 		url, _ := chromedp.Run(lctx, chromedp.Location())
-		s.b.t.Fatalf("%s: %s: %v (at %s)", s.name, what, err, url)
+		s.t.Fatalf("%s: %s: %v (at %s)", s.name, what, err, url)
 	}
 	return v
 }
 
 // eval evaluates a script on the page.
 func eval[T any](s *staff, js string) T {
-	s.b.t.Helper()
+	s.t.Helper()
 	return get(s, "evaluate "+js, chromedp.Evaluate[T](js))
 }
 
 func (s *staff) text(sel string) string {
-	s.b.t.Helper()
+	s.t.Helper()
 	return strings.TrimSpace(get(s, "read "+sel, chromedp.Text(chromedp.CSS(sel))))
 }
 
@@ -129,12 +139,12 @@ func (s *staff) status() int {
 // page checks the page now shown with axe-core (once per distinct page)
 // and, for the main pages, takes a screenshot.
 func (s *staff) page(name string, shot bool) {
-	s.b.t.Helper()
+	s.t.Helper()
 	b := s.b
 	if shot {
 		png := get(s, "screenshot "+name, chromedp.FullScreenshot(100))
 		if err := os.WriteFile(filepath.Join(b.shotsDir, "portal-"+name+".png"), png, 0o644); err != nil {
-			b.t.Fatal(err)
+			s.t.Fatal(err)
 		}
 	}
 	if b.audited[name] {
@@ -142,22 +152,32 @@ func (s *staff) page(name string, shot bool) {
 	}
 	b.audited[name] = true
 	get(s, "load axe-core", chromedp.Evaluate[*runtime.RemoteObject](b.axe))
-	out := get(s, "axe on "+name, chromedp.Evaluate[string](`axe.run(document, {resultTypes: ["violations"]}).then(r => JSON.stringify(r.violations.map(v => ({
-			id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.slice(0, 5).map(n => n.target.join(" "))}))))`,
+	out := get(s, "axe on "+name, chromedp.Evaluate[string](`axe.run(document).then(r => JSON.stringify({
+			version: axe.version, passes: r.passes.length, incomplete: r.incomplete.length,
+			violations: r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.slice(0, 5).map(n => n.target.join(" "))}))}))`,
 		chromedp.EvalAwaitPromise))
-	var vs []struct {
-		ID, Impact, Help string
-		Nodes            []string
+	var res struct {
+		Version            string
+		Passes, Incomplete int
+		Violations         []struct {
+			ID, Impact, Help string
+			Nodes            []string
+		}
 	}
-	if err := json.Unmarshal([]byte(out), &vs); err != nil {
-		b.t.Fatalf("axe on %s: %v: %s", name, err, out)
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		s.t.Fatalf("axe on %s: %v: %s", name, err, out)
 	}
-	for _, v := range vs {
+	if res.Passes == 0 {
+		s.t.Errorf("axe on %s: no rule passed: did axe-core run? %s", name, out)
+	}
+	s.t.Logf("axe-core %s on %s: %d rules passed, %d violations, %d to review by hand",
+		res.Version, name, res.Passes, len(res.Violations), res.Incomplete)
+	for _, v := range res.Violations {
 		msg := fmt.Sprintf("axe on %s (%s): %s [%s] %s at %s", name, s.location(), v.Impact, v.ID, v.Help, strings.Join(v.Nodes, ", "))
 		if v.Impact == "serious" || v.Impact == "critical" {
-			b.t.Error(msg)
+			s.t.Error(msg)
 		} else {
-			b.t.Log(msg)
+			s.t.Log(msg)
 		}
 	}
 }
@@ -165,7 +185,7 @@ func (s *staff) page(name string, shot bool) {
 // signIn signs in with the provider's login form (clicks allowed) and
 // waits for the portal's page.
 func (s *staff) signIn(username string) {
-	s.b.t.Helper()
+	s.t.Helper()
 	s.run("sign in as "+username,
 		chromedp.Navigate(s.b.e.portalURL+"/auth/login"),
 		chromedp.WaitVisible(chromedp.ID("#username")),
@@ -175,14 +195,14 @@ func (s *staff) signIn(username string) {
 		chromedp.WaitVisible(chromedp.CSS("main#main")),
 	)
 	if u := s.location(); !strings.HasPrefix(u, s.b.e.portalURL) {
-		s.b.t.Fatalf("%s: after sign-in at %s, not the portal", username, u)
+		s.t.Fatalf("%s: after sign-in at %s, not the portal", username, u)
 	}
 }
 
 // tabTo presses Tab until the element matching sel has the focus, as a
 // keyboard user would; it fails when Tab never reaches it.
 func (s *staff) tabTo(sel string) {
-	s.b.t.Helper()
+	s.t.Helper()
 	js := fmt.Sprintf(`!!document.activeElement && document.activeElement.matches(%q)`, sel)
 	for range 80 {
 		if eval[bool](s, js) {
@@ -190,13 +210,13 @@ func (s *staff) tabTo(sel string) {
 		}
 		s.run("press Tab", chromedp.KeyEvent(kb.Tab))
 	}
-	s.b.t.Fatalf("%s: Tab never reaches %s on %s", s.name, sel, s.location())
+	s.t.Fatalf("%s: Tab never reaches %s on %s", s.name, sel, s.location())
 }
 
 // keys types text (or a kb key) into whatever has the focus.
-func (s *staff) keys(what string) { s.b.t.Helper(); s.run("type", chromedp.KeyEvent(what)) }
+func (s *staff) keys(what string) { s.t.Helper(); s.run("type", chromedp.KeyEvent(what)) }
 
 func (s *staff) waitVisible(sel string) {
-	s.b.t.Helper()
+	s.t.Helper()
 	s.run("wait for "+sel, chromedp.WaitVisible(chromedp.CSS(sel)))
 }

@@ -28,7 +28,7 @@ func TestPortalInBrowser(t *testing.T) {
 
 	// A user whose groups map to no role gets the 403 page at sign-in.
 	t.Run("no role", func(t *testing.T) {
-		s := b.newStaff("uten.tilgang")
+		s := b.newStaff(t, "uten.tilgang")
 		s.run("open the portal", chromedp.Navigate(e.portalURL+"/"), chromedp.WaitVisible(chromedp.CSS("main a.button")))
 		s.page("welcome", true)
 		s.run("go to sign-in", chromedp.Click(chromedp.CSS("main a.button")), chromedp.WaitVisible(chromedp.ID("#username")))
@@ -41,7 +41,7 @@ func TestPortalInBrowser(t *testing.T) {
 		if st := s.status(); st != http.StatusForbidden {
 			t.Errorf("status %d, want 403", st)
 		}
-		if got := s.text("main .problem"); !strings.Contains(got, "ikke tilgang") {
+		if got := s.text("main .problem"); !strings.Contains(got, "no access") {
 			t.Errorf("403 page says %q", got)
 		}
 		s.page("error-403", true)
@@ -53,7 +53,7 @@ func TestPortalInBrowser(t *testing.T) {
 	})
 
 	// The coordinator at nav-grorud has the inbox open before the warning.
-	coord := b.newStaff("sikkerhet.grorud")
+	coord := b.newStaff(t, "sikkerhet.grorud")
 	coord.signIn("sikkerhet.grorud")
 	coord.waitVisible("#inbox-list")
 	if u := coord.location(); u != e.portalURL+"/inbox" {
@@ -64,8 +64,9 @@ func TestPortalInBrowser(t *testing.T) {
 	}
 	coord.page("inbox-empty", false)
 
-	police := b.newStaff("ola.politi")
+	police := b.newStaff(t, "ola.politi")
 	t.Run("police liaison warns two offices", func(t *testing.T) {
+		police.in(t)
 		police.signIn("ola.politi")
 		police.waitVisible("form[action='/warnings/new']")
 		police.page("warning-form", true)
@@ -105,6 +106,7 @@ func TestPortalInBrowser(t *testing.T) {
 	})
 
 	t.Run("coordinator sees it live and acknowledges", func(t *testing.T) {
+		coord.in(t)
 		// No reload: the page's script brings the warning in.
 		coord.waitVisible("#inbox-list li.warning.unread")
 		if got := coord.text("#unread"); got != "1" {
@@ -124,7 +126,7 @@ func TestPortalInBrowser(t *testing.T) {
 	// The caseworker's check, by keyboard alone: sign-in, the check, the
 	// answer, and signing out.
 	t.Run("caseworker checks by keyboard and signs out", func(t *testing.T) {
-		s := b.newStaff("kari.grorud")
+		s := b.newStaff(t, "kari.grorud")
 		s.run("open the portal", chromedp.Navigate(e.portalURL+"/"), chromedp.WaitVisible(chromedp.CSS("main a.button")))
 		s.tabTo("main a.button")
 		s.keys(kb.Enter)
@@ -179,7 +181,7 @@ func TestPortalInBrowser(t *testing.T) {
 	})
 
 	t.Run("health worker sees the page of an unflagged person", func(t *testing.T) {
-		s := b.newStaff("lege.ous")
+		s := b.newStaff(t, "lege.ous")
 		s.signIn("lege.ous")
 		s.waitVisible("form[action='/check']")
 		answer := func(subject string) string {
@@ -205,6 +207,7 @@ func TestPortalInBrowser(t *testing.T) {
 	})
 
 	t.Run("a form from another origin is refused", func(t *testing.T) {
+		police.in(t)
 		evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "text/html; charset=utf-8")
 			fmt.Fprintf(w, `<!doctype html><html lang="en"><title>elsewhere</title><body>
@@ -224,7 +227,7 @@ func TestPortalInBrowser(t *testing.T) {
 		if st := police.status(); st != http.StatusForbidden {
 			t.Errorf("status %d, want 403", st)
 		}
-		if got := police.text("main .problem"); !strings.Contains(got, "avvist") {
+		if got := police.text("main .problem"); !strings.Contains(got, "was refused") {
 			t.Errorf("the refusal says %q", got)
 		}
 		police.page("error-crossorigin", false)
@@ -255,20 +258,20 @@ var receipt = regexp.MustCompile(`(<p class="receipt">[^<:]*:)[^<]*(</p>)`)
 
 // count is the number of elements matching sel.
 func (s *staff) count(sel string) int {
-	s.b.t.Helper()
+	s.t.Helper()
 	return eval[int](s, fmt.Sprintf(`document.querySelectorAll(%q).length`, sel))
 }
 
 // noNumber checks that no national id is on the page after the answer,
 // nor in its URL or the tab's history entries.
 func (s *staff) noNumber(ids []string) {
-	s.b.t.Helper()
+	s.t.Helper()
 	var html, url string
 	html = eval[string](s, `document.documentElement.outerHTML`)
 	url = s.location()
 	for _, id := range ids {
 		if strings.Contains(html, id) || strings.Contains(url, id) {
-			s.b.t.Errorf("%s: a national id is on the page or in its URL (%s)", s.name, url)
+			s.t.Errorf("%s: a national id is on the page or in its URL (%s)", s.name, url)
 		}
 	}
 }
