@@ -113,8 +113,10 @@ func TestPortalInBrowser(t *testing.T) {
 			t.Errorf("unread badge %q, want 1", got)
 		}
 		coord.page("inbox", true)
-		coord.run("acknowledge", chromedp.Click(chromedp.CSS("#inbox-list li.warning.unread form button")),
-			chromedp.WaitVisible(chromedp.CSS("#inbox-list li.warning p.ok")))
+		// By keyboard: Tab to the new warning's button, Enter.
+		coord.tabTo("#inbox-list li.warning.unread form button")
+		coord.keys(kb.Enter)
+		coord.waitVisible("#inbox-list li.warning p.ok")
 		if n := coord.count("#inbox-list li.warning.unread"); n != 0 {
 			t.Errorf("%d unread after the acknowledgement", n)
 		}
