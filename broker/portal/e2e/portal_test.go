@@ -212,6 +212,10 @@ func TestPortalInBrowser(t *testing.T) {
 		police.in(t)
 		evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			if r.URL.Path != "/post" {
+				fmt.Fprint(w, `<!doctype html><html lang="en"><title>elsewhere</title><main id="main">elsewhere</main></html>`)
+				return
+			}
 			fmt.Fprintf(w, `<!doctype html><html lang="en"><title>elsewhere</title><body>
 <form method="post" action="%s/warnings/new">
 <input name="subject" value="%s"><input name="level" value="high"><input name="precautions" value="two-staff">
@@ -221,7 +225,7 @@ func TestPortalInBrowser(t *testing.T) {
 		defer evil.Close()
 		warnings := e.count(t, `SELECT count(*) FROM warnings`)
 		entries := e.count(t, `SELECT count(*) FROM audit_entries WHERE actor_agency = 'oslo-pd'`)
-		police.run("visit the other site", chromedp.Navigate(evil.URL+"/"),
+		police.run("visit the other site", chromedp.Navigate(evil.URL+"/post"),
 			chromedp.WaitVisible(chromedp.CSS("main .problem[role=alert]")))
 		if u := police.location(); u != e.portalURL+"/warnings/new" {
 			t.Errorf("the form landed on %s", u)
@@ -238,6 +242,13 @@ func TestPortalInBrowser(t *testing.T) {
 		}
 		if n := e.count(t, `SELECT count(*) FROM audit_entries WHERE actor_agency = 'oslo-pd'`); n != entries {
 			t.Errorf("%d audit entries of oslo-pd after the cross-origin post, was %d", n, entries)
+		}
+		// Nor does the language switch lead there, however the path is written.
+		host := strings.TrimPrefix(evil.URL, "http://")
+		police.run("switch language", chromedp.Navigate(e.portalURL+"/lang/nb?back=/%5C"+host+"/"),
+			chromedp.WaitVisible(chromedp.CSS("main#main")))
+		if u := police.location(); !strings.HasPrefix(u, e.portalURL+"/") {
+			t.Errorf("the language switch led to %s", u)
 		}
 	})
 
