@@ -31,10 +31,8 @@ type browser struct {
 	shotsDir string
 }
 
-func startBrowser(t *testing.T, e *env) *browser {
+func startBrowser(t *testing.T, e *env, exe, axe string) *browser {
 	t.Helper()
-	exe := browserPath(t)
-	axe := axeSource(t)
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(exe),
 		chromedp.Headless,

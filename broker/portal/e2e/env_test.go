@@ -241,7 +241,11 @@ func randomHex(t *testing.T) string {
 // browserPath is the Chromium to drive: VARSEL_CHROMIUM, or what
 // deploy/browser.sh finds or installs.
 func browserPath(t *testing.T) string {
+	t.Helper()
 	if p := os.Getenv("VARSEL_CHROMIUM"); p != "" {
+		if _, err := exec.LookPath(p); err != nil {
+			unavailable(t, "VARSEL_CHROMIUM: "+err.Error())
+		}
 		return p
 	}
 	return script(t, "chromium")
@@ -263,11 +267,17 @@ func script(t *testing.T, what string) string {
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		msg := "deploy/browser.sh " + what + ": " + err.Error() + ": " + strings.TrimSpace(stderr.String())
-		if testing.Short() {
-			t.Skip("no browser for the portal's browser tests (-short): " + msg)
-		}
-		t.Fatal(msg)
+		unavailable(t, "deploy/browser.sh "+what+": "+err.Error()+": "+strings.TrimSpace(stderr.String()))
 	}
 	return strings.TrimSpace(string(out))
+}
+
+// unavailable fails the test when the browser or axe-core cannot be had,
+// so that CI never passes without running it; -short skips instead.
+func unavailable(t *testing.T, msg string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("-short: the portal's browser tests need a browser and axe-core: " + msg)
+	}
+	t.Fatal("the portal's browser tests need a browser and axe-core (run deploy/browser.sh, or go test -short to skip them): " + msg)
 }
