@@ -635,7 +635,7 @@ func TestPrivacyOfficersSeeOnlyTheirAgency(t *testing.T) {
 
 	t.Run("operator", func(t *testing.T) {
 		// The operator's auditors see every entry whole.
-		ops := registerOn(t, w.db, "ops-audit", "broker")
+		ops := w.ops // registered by newWorld
 		o := sc.officer(t, ops, "ops-audit")
 		all := o.search(map[string]any{"limit": 1000}).Entries
 		for _, e := range all {

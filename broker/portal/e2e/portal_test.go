@@ -249,6 +249,9 @@ func TestPortalInBrowser(t *testing.T) {
 		if n := e.count(t, `SELECT count(*) FROM audit_entries WHERE actor_agency = 'oslo-pd'`); n != entries {
 			t.Errorf("%d audit entries of oslo-pd after the cross-origin post, was %d", n, entries)
 		}
+		if !strings.Contains(e.portalLog.String(), "cross-origin request refused") {
+			t.Error("the portal did not log the refused cross-origin request")
+		}
 		// Nor does the language switch lead there, however the path is written.
 		host := strings.TrimPrefix(evil.URL, "http://")
 		police.run("switch language", chromedp.Navigate(e.portalURL+"/lang/nb?back=/%5C"+host+"/"),
