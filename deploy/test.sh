@@ -15,6 +15,11 @@ fi
 # cached outside the clone (about 4 minutes the first time, instant after).
 VARSEL_VAULT_BIN=$(deploy/vault/build.sh)
 export VARSEL_VAULT_BIN
+# The portal's browser tests need Chromium and axe-core: installed once
+# (apt-get, npm ci) when missing. Should that fail, the tests fail too.
+if VARSEL_CHROMIUM=$(deploy/browser.sh chromium) && deploy/browser.sh axe >/dev/null; then
+  export VARSEL_CHROMIUM
+fi
 "$go" test -race -count=1 -timeout 20m "$@" ./...
 # The verifier's fuzz target, for a bounded time, on top of its seed corpus.
 if grep -q 'func FuzzVerify' broker/auth/*_test.go 2>/dev/null; then

@@ -38,10 +38,17 @@ func (p *Portal) setLang(w http.ResponseWriter, r *http.Request) {
 	http.SetCookie(w, &http.Cookie{Name: langCookie, Value: l, Path: "/", HttpOnly: true, Secure: p.secure,
 		SameSite: http.SameSiteLaxMode, MaxAge: 365 * 24 * 3600})
 	back := "/"
-	if ref := r.URL.Query().Get("back"); strings.HasPrefix(ref, "/") && !strings.HasPrefix(ref, "//") {
+	if ref := r.URL.Query().Get("back"); localPath(ref) {
 		back = ref
 	}
 	http.Redirect(w, r, back, http.StatusSeeOther)
+}
+
+// localPath reports whether ref is a path on this site, safe to redirect
+// to. Browsers read "//host", "/\host" and "/<tab>/host" as another host.
+func localPath(ref string) bool {
+	return strings.HasPrefix(ref, "/") && !strings.HasPrefix(ref, "//") &&
+		!strings.ContainsFunc(ref, func(c rune) bool { return c == '\\' || c < 0x20 || c == 0x7f })
 }
 
 // messages holds every text of the pages, in both languages.
