@@ -313,13 +313,16 @@ func (p *Portal) postFlag(w http.ResponseWriter, r *http.Request, s *Session, wa
 	}
 	if by := strings.TrimSpace(f.Get("decided_by")); by != "" {
 		dec := map[string]any{"decided_by": by, "decided_by_role": f.Get("decided_by_role"),
-			"reference":     strings.TrimSpace(f.Get("decision_ref")),
-			"could_respond": f.Get("could_respond") == "yes", "milder_measures_considered": f.Get("milder") == "yes"}
+			"reference": strings.TrimSpace(f.Get("decision_ref"))}
+		if f.Get("milder") == "yes" {
+			dec["milder_measures_considered"] = true
+		}
 		if d, err := time.ParseInLocation("2006-01-02", f.Get("decided_at"), oslo); err == nil {
 			dec["decided_at"] = d.Add(12 * time.Hour).UTC().Format(time.RFC3339)
 		}
 		if d, err := time.ParseInLocation("2006-01-02", f.Get("notice_at"), oslo); err == nil {
 			dec["notice_given_at"] = d.Add(12 * time.Hour).UTC().Format(time.RFC3339)
+			dec["could_respond"] = f.Get("could_respond") == "yes"
 		}
 		if r := strings.TrimSpace(f.Get("no_notice_reason")); r != "" {
 			dec["no_notice_reason"] = r

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
@@ -86,6 +87,11 @@ func TestPortalInBrowser(t *testing.T) {
 			chromedp.SendKeys(chromedp.ID("#contact_unit"), "Oslo politidistrikt, etterretning"),
 			chromedp.SendKeys(chromedp.ID("#contact_phone"), "+47 22 66 90 50"),
 			chromedp.Click(chromedp.ID("#informed-yes")),
+			// The police's bases need the controller's recorded decision.
+			chromedp.SetValue(chromedp.ID("#decided_by"), "Stasjonssjef Hansen"),
+			chromedp.SetValue(chromedp.ID("#decided_by_role"), "controller"),
+			chromedp.SetValue(chromedp.ID("#decided_at"), time.Now().Format("2006-01-02")),
+			chromedp.SetValue(chromedp.ID("#decision_ref"), "OPD-2026-1234"),
 			chromedp.Submit(chromedp.ID("#subject")),
 			chromedp.WaitVisible(chromedp.CSS("main p[role=status], main .problem, main .error")))
 		if police.count("main .problem, main .error") > 0 {
