@@ -220,6 +220,9 @@ var messages = map[string][2]string{ // [nb, en]
 func text(lang, key string) string {
 	m, ok := messages[key]
 	if !ok {
+		m, ok = officerMessages[key]
+	}
+	if !ok {
 		return key
 	}
 	if lang == langEN {

@@ -91,9 +91,15 @@ type Config struct {
 	// TestSubjects accepts synthetic national ids in the pages' own check
 	// (the broker decides for itself).
 	TestSubjects bool
-	HTTPClient   *http.Client // for the broker and the provider; nil: a default with timeouts
-	Logger       *slog.Logger
-	Now          func() time.Time
+	// StateFile is the portal's own small state: the newest audit
+	// checkpoint it saw (default .data/portal/state.json).
+	StateFile string
+	// CheckpointMaxAge is how old the oldest entry no checkpoint covers may
+	// be: the broker's signing interval and a margin (default 5 s + 30 s).
+	CheckpointMaxAge time.Duration
+	HTTPClient       *http.Client // for the broker and the provider; nil: a default with timeouts
+	Logger           *slog.Logger
+	Now              func() time.Time
 }
 
 // Portal is the portal's HTTP handler.
@@ -125,6 +131,12 @@ func New(ctx context.Context, cfg Config) (*Portal, error) {
 	}
 	if cfg.MaxSession <= 0 {
 		cfg.MaxSession = 10 * time.Hour
+	}
+	if cfg.StateFile == "" {
+		cfg.StateFile = ".data/portal/state.json"
+	}
+	if cfg.CheckpointMaxAge <= 0 {
+		cfg.CheckpointMaxAge = 35 * time.Second
 	}
 	if cfg.BrokerID == "" {
 		cfg.BrokerID = "varsel"
@@ -226,6 +238,7 @@ func (p *Portal) routes() http.Handler {
 	mux.Handle("GET /inbox/events", p.staff(p.inboxEvents, inboxRoles...))
 	mux.Handle("GET /flags", p.staff(p.flagsPage, flagListRoles...))
 	mux.Handle("POST /flags/revoke", p.staff(p.revokePost, issuerRoles...))
+	p.officerRoutes(mux)
 
 	// Every state-changing request must come from the portal's own pages.
 	cop := http.NewCrossOriginProtection()

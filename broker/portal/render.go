@@ -52,7 +52,8 @@ func (v *view) Other() string {
 	return langEN
 }
 
-var pageNames = []string{"welcome", "error", "check", "result", "emergency", "flag", "warning", "done", "inbox", "flags"}
+var pageNames = []string{"welcome", "error", "check", "result", "emergency", "flag", "warning", "done", "inbox", "flags",
+	"officer_reviews", "officer_report", "officer_trends", "officer_search", "officer_integrity"}
 
 func parseTemplates() (map[string]*template.Template, error) {
 	funcs := template.FuncMap{
@@ -64,7 +65,11 @@ func parseTemplates() (map[string]*template.Template, error) {
 	}
 	out := map[string]*template.Template{}
 	for _, name := range pageNames {
-		t, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+name+".html")
+		files := []string{"templates/layout.html", "templates/" + name + ".html"}
+		if strings.HasPrefix(name, "officer_") {
+			files = append(files, "templates/officer_common.html")
+		}
+		t, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, files...)
 		if err != nil {
 			return nil, fmt.Errorf("portal template %s: %w", name, err)
 		}
@@ -96,6 +101,9 @@ func (p *Portal) nav(s *Session, path string) []navItem {
 	add("/flags/new", "nav.flag", issuerRoles)
 	add("/warnings/new", "nav.warn", []string{broker.RolePoliceLiaison})
 	add("/flags", "nav.flags", flagListRoles)
+	if slices.Contains(officerRoles, s.Role) {
+		items = append(items, navItem{Href: "/officer/reviews", Key: "nav.officer", Current: strings.HasPrefix(path, "/officer/")})
+	}
 	return items
 }
 

@@ -59,6 +59,8 @@ func runPortal(ctx context.Context, args []string, o cmdIO) error {
 	keyFile := fs.String("session-key-file", ".data/portal/session.key", "32-byte key that seals session cookies (made on first start, mode 0600)")
 	idle := fs.Duration("idle-timeout", 30*time.Minute, "a session unused this long ends")
 	maxSession := fs.Duration("max-session", 10*time.Hour, "a session this old ends")
+	stateFile := fs.String("state-file", ".data/portal/state.json", "the portal's own state: the newest audit checkpoint it verified")
+	cpMaxAge := fs.Duration("checkpoint-max-age", 35*time.Second, "how old an entry no signed checkpoint covers may be (the broker's --checkpoint-interval and a margin)")
 	testSubjects := fs.Bool("test-subjects", false, "accept synthetic national ids (development)")
 	logFormat := fs.String("log-format", "text", "text or json")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
@@ -78,7 +80,8 @@ func runPortal(ctx context.Context, args []string, o cmdIO) error {
 	cfg := portal.Config{PublicURL: *public, BrokerURL: *brokerURL, BrokerID: *brokerID,
 		OIDC:        portal.OIDC{Issuer: *issuer, ClientID: *clientID, ClientSecret: *clientSecret},
 		Claims:      portal.Claims{Groups: map[string]string{}, GroupsClaim: *groupsClaim, OfficeClaim: *officeClaim, AgencyClaim: *agencyClaim},
-		IdleTimeout: *idle, MaxSession: *maxSession, TestSubjects: *testSubjects, Logger: log}
+		IdleTimeout: *idle, MaxSession: *maxSession, TestSubjects: *testSubjects, Logger: log,
+		StateFile: *stateFile, CheckpointMaxAge: *cpMaxAge}
 	if cfg.PublicURL == "" {
 		cfg.PublicURL = "http://" + *listen
 	}
