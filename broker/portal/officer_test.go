@@ -179,8 +179,11 @@ func TestOfficerDashboard(t *testing.T) {
 	e.call(police, client.Employee{Sub: "liaison-1", Role: "police-liaison"}, "POST", "/v1/flags", map[string]any{
 		"subject": person, "level": "high", "categories": []string{"threats"}, "precautions": []string{"two-staff"},
 		"valid_until": time.Now().Add(30 * 24 * time.Hour).UTC().Format(time.RFC3339),
-		"legal_basis": "politiregl-27", "audience": map[string]any{"kinds": []string{"nav-state"}},
-		"contact": map[string]any{"unit": "Oslo PD", "phone": "+47 22 66 90 50"},
+		"legal_basis": "politiregl-27-2", "audience": map[string]any{"kinds": []string{"nav-state"}},
+		"decision": map[string]any{"decided_by": "Seksjonsleder", "decided_by_role": "controller",
+			"decided_at": time.Now().Add(-time.Hour).UTC().Format(time.RFC3339), "reference": "T-2026-1"},
+		"subject_informed": map[string]any{"informed": true},
+		"contact":          map[string]any{"unit": "Oslo PD", "phone": "+47 22 66 90 50"},
 	}, nil)
 	cw := client.Employee{Sub: "cw-1", Role: "caseworker", Office: "t-office"}
 	for _, subj := range []string{person, other} {
