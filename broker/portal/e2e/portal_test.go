@@ -220,6 +220,53 @@ func TestPortalInBrowser(t *testing.T) {
 		s.noNumber(ids)
 	})
 
+	t.Run("privacy officer reviews an emergency and reads the dashboard", func(t *testing.T) {
+		// The health worker uses the exception; the health trust's
+		// officer finds it in the queue and judges it.
+		hw := b.newStaff(t, "lege.ous")
+		hw.signIn("lege.ous")
+		hw.run("emergency check",
+			chromedp.Navigate(e.portalURL+"/check/emergency"),
+			chromedp.WaitVisible(chromedp.ID("#subject")),
+			chromedp.SendKeys(chromedp.ID("#subject"), flagged),
+			chromedp.SendKeys(chromedp.ID("#justification"), "The patient threatened the nurse with a knife today"),
+			chromedp.Click(chromedp.ID("#confirm")),
+			chromedp.Submit(chromedp.ID("#subject")),
+			chromedp.WaitVisible(chromedp.CSS("section.answer")))
+		if hw.count("section.answer.warn") != 1 {
+			t.Fatalf("the exception showed %q", hw.text("section.answer"))
+		}
+		po := b.newStaff(t, "personvern.ous")
+		po.signIn("personvern.ous")
+		po.run("open the queue", chromedp.Navigate(e.portalURL+"/officer/reviews"), chromedp.WaitVisible(chromedp.CSS("main h1")))
+		if po.count("form.verdict") < 1 {
+			t.Fatalf("no review in the health officer's queue: %q", po.text("main"))
+		}
+		po.page("officer-reviews", true)
+		po.run("judge it",
+			chromedp.Click(chromedp.CSS("form.verdict input[value=justified]")),
+			chromedp.SendKeys(chromedp.CSS("form.verdict textarea"), "Necessary: staff were at risk."),
+			chromedp.Submit(chromedp.CSS("form.verdict textarea")),
+			chromedp.WaitVisible(chromedp.CSS("main h1")))
+		if n := e.count(t, `SELECT count(*) FROM audit_entries WHERE action = 'review.verdict' AND decision = 'allow' AND actor_agency = 'ous'`); n != 1 {
+			t.Errorf("%d verdicts in the log, want 1", n)
+		}
+		po.run("a person's disclosures",
+			chromedp.Navigate(e.portalURL+"/officer/report"),
+			chromedp.WaitVisible(chromedp.ID("#subject")))
+		po.page("officer-report-form", false)
+		po.run("ask for the report",
+			chromedp.SendKeys(chromedp.ID("#subject"), flagged),
+			chromedp.Submit(chromedp.ID("#subject")),
+			chromedp.WaitVisible(chromedp.CSS("main h1")))
+		po.page("officer-report", true)
+		po.noNumber(ids)
+		for _, path := range []string{"/officer/trends", "/officer/search", "/officer/integrity"} {
+			po.run("open "+path, chromedp.Navigate(e.portalURL+path), chromedp.WaitVisible(chromedp.CSS("main h1")))
+			po.page("officer-"+strings.TrimPrefix(path, "/officer/"), true)
+		}
+	})
+
 	t.Run("a form from another origin is refused", func(t *testing.T) {
 		police.in(t)
 		evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
