@@ -265,6 +265,25 @@ func TestPortalInBrowser(t *testing.T) {
 			po.run("open "+path, chromedp.Navigate(e.portalURL+path), chromedp.WaitVisible(chromedp.CSS("main h1")))
 			po.page("officer-"+strings.TrimPrefix(path, "/officer/"), true)
 		}
+
+		// The police's officer sees the health worker's emergency as a
+		// disclosure of the police flag, and nothing of the health trust's
+		// own: no employee id, no justification.
+		pp := b.newStaff(t, "personvern.politi")
+		pp.signIn("personvern.politi")
+		pp.run("search emergencies",
+			chromedp.Navigate(e.portalURL+"/officer/search"),
+			chromedp.WaitVisible(chromedp.ID("#emergency_only")),
+			chromedp.Click(chromedp.ID("#emergency_only")),
+			chromedp.Submit(chromedp.ID("#emergency_only")),
+			chromedp.WaitVisible(chromedp.CSS("main h1")))
+		if n := pp.count(`tr[data-agency="ous"]`); n < 1 {
+			t.Fatalf("the police officer does not see the health emergency that disclosed the police flag: %q", pp.text("main"))
+		}
+		if got := pp.text("main"); strings.Contains(got, "lege.ous") || strings.Contains(got, "knife") {
+			t.Errorf("the police officer sees the health trust's employee or justification: %q", got)
+		}
+		pp.page("officer-search-police", false)
 	})
 
 	t.Run("a form from another origin is refused", func(t *testing.T) {
