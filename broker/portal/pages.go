@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -509,5 +508,3 @@ func (p *Portal) revokePost(w http.ResponseWriter, r *http.Request, s *Session) 
 	}
 	http.Redirect(w, r, "/flags", http.StatusSeeOther)
 }
-
-var _ = strconv.Itoa

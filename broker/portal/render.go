@@ -69,6 +69,9 @@ func parseTemplates() (map[string]*template.Template, error) {
 		if strings.HasPrefix(name, "officer_") {
 			files = append(files, "templates/officer_common.html")
 		}
+		if name == "flag" || name == "warning" {
+			files = append(files, "templates/flagform.html") // the form both share
+		}
 		t, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, files...)
 		if err != nil {
 			return nil, fmt.Errorf("portal template %s: %w", name, err)

@@ -338,16 +338,11 @@ func emergencyRoute(r string) (id, basis string, ok bool) {
 const ExceptionBasis = "life-and-health-exception"
 
 // ownBases is the entry's legal_basis with the exception's routes for
-// withheld flags replaced by ExceptionBasis (a route that is also the basis
-// of a flag the reader saw normally cannot be told apart, and is kept).
+// withheld flags replaced by ExceptionBasis (as ownBasisSQL does for the
+// figures). Routes are exception-only bases, so none is also the basis of
+// a flag the reader saw normally.
 func ownBases(e *audit.Entry, routes []string) string {
 	var out []string
-	normal := map[string]bool{}
-	for _, r := range e.Reasons {
-		if _, b, ok := emergencyRoute(r); ok {
-			normal[b] = normal[b] || false
-		}
-	}
 	for _, b := range strings.Split(e.LegalBasis, ",") {
 		if b == "" {
 			continue
