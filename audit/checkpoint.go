@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/hex"
@@ -16,9 +17,13 @@ import (
 	"golang.org/x/mod/sumdb/note"
 )
 
-// Checkpoint is a signed statement of the log's size and head hash, in the
-// signed-note format: the text "ORIGIN\nCOUNT\nBASE64(HEAD HASH)\n", then a
-// blank line and the broker's Ed25519 signature line(s).
+// Checkpoint is a signed statement of the log's size and Merkle root, in
+// the C2SP tlog-checkpoint format (a signed note): the text
+// "ORIGIN\nSIZE\nBASE64(ROOT)\n" followed by one extension line,
+// "varsel-chain HEX", naming the hash of entry SIZE (the hash chain's head),
+// then a blank line and the broker's Ed25519 signature line(s), and any
+// witness cosignatures. Checkpoints signed before the tree existed have no
+// extension line and state the chain head's hash where the root would be.
 type Checkpoint struct {
 	Count     int64     // entries covered: seqs 1..Count
 	Hash      string    // hex hash of entry Count
@@ -29,55 +34,92 @@ type Checkpoint struct {
 	External bool
 }
 
-// CheckpointText is the body of a checkpoint note.
-func CheckpointText(origin string, head Receipt) (string, error) {
-	raw, err := hex.DecodeString(head.Hash)
+// chainExtension starts the extension line naming the chain head.
+const chainExtension = "varsel-chain "
+
+// SignedHead is what a checkpoint states.
+type SignedHead struct {
+	Origin string
+	Size   int64
+	Root   []byte // nil in a checkpoint signed before the tree existed
+	Chain  string // hex hash of entry Size
+}
+
+// Receipt is the chain head the checkpoint names.
+func (h SignedHead) Receipt() Receipt { return Receipt{Seq: h.Size, Hash: h.Chain} }
+
+// CheckpointText is the body of a checkpoint note for head.
+func CheckpointText(origin string, head TreeHead) (string, error) {
+	raw, err := hex.DecodeString(head.Chain)
 	if err != nil || len(raw) != 32 {
-		return "", fmt.Errorf("head hash %q is not 32 hex bytes", head.Hash)
+		return "", fmt.Errorf("head hash %q is not 32 hex bytes", head.Chain)
 	}
-	return fmt.Sprintf("%s\n%d\n%s\n", origin, head.Seq, base64.StdEncoding.EncodeToString(raw)), nil
+	if len(head.Root) != 32 {
+		return "", fmt.Errorf("tree root of %d bytes at %d", len(head.Root), head.Size)
+	}
+	return fmt.Sprintf("%s\n%d\n%s\n%s%s\n", origin, head.Size, base64.StdEncoding.EncodeToString(head.Root),
+		chainExtension, head.Chain), nil
 }
 
 // SignCheckpoint signs head as a note.
-func SignCheckpoint(origin string, head Receipt, signer note.Signer) (Checkpoint, error) {
+func SignCheckpoint(origin string, head TreeHead, signer note.Signer) (Checkpoint, error) {
 	text, err := CheckpointText(origin, head)
 	if err != nil {
 		return Checkpoint{}, err
 	}
 	msg, err := note.Sign(&note.Note{Text: text}, signer)
 	if err != nil {
-		return Checkpoint{}, fmt.Errorf("sign checkpoint at %d: %w", head.Seq, err)
+		return Checkpoint{}, fmt.Errorf("sign checkpoint at %d: %w", head.Size, err)
 	}
-	return Checkpoint{Count: head.Seq, Hash: head.Hash, Note: string(msg)}, nil
+	return Checkpoint{Count: head.Size, Hash: head.Chain, Note: string(msg)}, nil
 }
 
-// OpenCheckpoint verifies a checkpoint note with verifier and returns the
-// origin, count and hex head hash it states.
-func OpenCheckpoint(msg string, verifier note.Verifier) (origin string, head Receipt, err error) {
+// OpenCheckpoint verifies a checkpoint note with verifier and returns what
+// it states. Signatures by other keys (witness cosignatures) are ignored.
+func OpenCheckpoint(msg string, verifier note.Verifier) (SignedHead, error) {
 	n, err := note.Open([]byte(msg), note.VerifierList(verifier))
 	if err != nil {
-		return "", Receipt{}, fmt.Errorf("checkpoint signature: %w", err)
+		return SignedHead{}, fmt.Errorf("checkpoint signature: %w", err)
 	}
-	lines := strings.Split(n.Text, "\n")
-	if len(lines) < 4 || lines[len(lines)-1] != "" {
-		return "", Receipt{}, errors.New("checkpoint text is not origin, count and hash")
+	return ParseCheckpointText(n.Text)
+}
+
+// ParseCheckpointText reads a checkpoint body (without checking any
+// signature).
+func ParseCheckpointText(text string) (SignedHead, error) {
+	lines := strings.Split(text, "\n")
+	if len(lines) < 4 || lines[len(lines)-1] != "" || lines[0] == "" {
+		return SignedHead{}, errors.New("checkpoint text is not origin, size and hash")
 	}
 	count, err := strconv.ParseInt(lines[1], 10, 64)
-	if err != nil || count < 0 {
-		return "", Receipt{}, fmt.Errorf("checkpoint count %q", lines[1])
+	if err != nil || count < 0 || strconv.FormatInt(count, 10) != lines[1] {
+		return SignedHead{}, fmt.Errorf("checkpoint size %q", lines[1])
 	}
 	raw, err := base64.StdEncoding.DecodeString(lines[2])
 	if err != nil || len(raw) != 32 {
-		return "", Receipt{}, fmt.Errorf("checkpoint hash %q", lines[2])
+		return SignedHead{}, fmt.Errorf("checkpoint hash %q", lines[2])
 	}
-	return lines[0], Receipt{Seq: count, Hash: hex.EncodeToString(raw)}, nil
+	h := SignedHead{Origin: lines[0], Size: count}
+	switch ext := lines[3 : len(lines)-1]; {
+	case len(ext) == 0: // signed before the tree: the hash is the chain head's
+		h.Chain = hex.EncodeToString(raw)
+	case len(ext) == 1 && strings.HasPrefix(ext[0], chainExtension):
+		chain := strings.TrimPrefix(ext[0], chainExtension)
+		if b, err := hex.DecodeString(chain); err != nil || len(b) != 32 || hex.EncodeToString(b) != chain {
+			return SignedHead{}, fmt.Errorf("checkpoint chain head %q", chain)
+		}
+		h.Root, h.Chain = raw, chain
+	default:
+		return SignedHead{}, errors.New("checkpoint has extension lines this broker does not write")
+	}
+	return h, nil
 }
 
 // CheckpointStore is where checkpoints are kept, and the part of the log a
 // Checkpointer reads to check that a new head extends the last one signed.
 type CheckpointStore interface {
-	// Head returns the last entry's seq and hash (zero when empty).
-	Head(ctx context.Context) (Receipt, error)
+	// Head returns the tree at the last entry (zero size when empty).
+	Head(ctx context.Context) (TreeHead, error)
 	// CheckpointsBefore returns up to limit stored checkpoints with
 	// count < before, newest first.
 	CheckpointsBefore(ctx context.Context, before int64, limit int) ([]Checkpoint, error)
@@ -87,6 +129,9 @@ type CheckpointStore interface {
 	InsertCheckpoint(ctx context.Context, cp Checkpoint) error
 	// EntriesRange streams the entries with from < seq <= to in seq order.
 	EntriesRange(ctx context.Context, from, to int64, fn func(*Entry) error) error
+	// TileSource: the tree's tiles, which the trusted tree's compact range
+	// is read from.
+	TileSource
 }
 
 // ErrNotExtension is what a Checkpointer returns (wrapped, with the seq and
@@ -130,6 +175,7 @@ type Checkpointer struct {
 
 	mu      sync.Mutex // guards trusted and refused for readers
 	trusted Receipt    // the head the next must extend ({0, ""}: none, check from entry 1)
+	tree    *Tree      // the tree at trusted.Seq, its root the trusted one
 	refused error      // the last refusal; nil once a head was accepted
 }
 
@@ -149,10 +195,16 @@ func (c *Checkpointer) Trusted() Receipt {
 	return c.trusted
 }
 
-func (c *Checkpointer) set(trusted Receipt, refused error) {
+func (c *Checkpointer) set(trusted Receipt, tree *Tree, refused error) {
 	c.mu.Lock()
-	c.trusted, c.refused = trusted, refused
+	c.trusted, c.tree, c.refused = trusted, tree, refused
 	c.mu.Unlock()
+}
+
+func (c *Checkpointer) trustedTree() *Tree {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.tree
 }
 
 // Checkpoint signs and stores a checkpoint of the current head, unless it
@@ -167,19 +219,30 @@ func (c *Checkpointer) Checkpoint(ctx context.Context) (bool, error) {
 	if c.Verifier == nil {
 		return false, errors.New("audit checkpointer: no verifier for its own signatures")
 	}
-	trusted := c.Trusted()
+	trusted, tree := c.Trusted(), c.trustedTree()
 	if !c.loaded {
 		t, err := c.newestOwnCheckpoint(ctx)
 		if err != nil {
 			return false, err
 		}
-		trusted, c.loaded = t, true
-		c.set(trusted, nil)
+		if tree, err = c.treeAt(ctx, t); err != nil {
+			if errors.Is(err, ErrNotExtension) {
+				c.refuse(Receipt{}, nil, err)
+			}
+			return false, err
+		}
+		trusted, c.loaded = t.Receipt(), true
+		c.set(trusted, tree, nil)
 	}
-	head, err := c.Store.Head(ctx)
+	th, err := c.Store.Head(ctx)
 	if err != nil {
-		return false, fmt.Errorf("read audit head: %w", err)
+		err = fmt.Errorf("read audit head: %w", err)
+		if errors.Is(err, ErrNotExtension) {
+			c.refuse(trusted, tree, err)
+		}
+		return false, err
 	}
+	head := th.Receipt()
 	// The newest stored checkpoint, when this key signed it (another
 	// replica, or this one before): the head must extend it too.
 	var other *Receipt
@@ -198,24 +261,25 @@ func (c *Checkpointer) Checkpoint(ctx context.Context) (bool, error) {
 				"subsystem", "audit", "count", latest[0].Count)
 		}
 	}
-	if err := c.extends(ctx, trusted, other, head); err != nil {
+	next, err := c.extends(ctx, trusted, tree, other, th)
+	if err != nil {
 		if errors.Is(err, ErrNotExtension) {
-			c.refuse(trusted, err)
+			c.refuse(trusted, tree, err)
 		}
 		return false, err
 	}
 	if head.Seq == trusted.Seq || (other != nil && *other == head) {
-		c.set(head, nil)
+		c.set(head, next, nil)
 		return false, nil // nothing new, or another replica signed it
 	}
-	cp, err := SignCheckpoint(c.Origin, head, c.Signer)
+	cp, err := SignCheckpoint(c.Origin, th, c.Signer)
 	if err != nil {
 		return false, err
 	}
 	if err := c.Store.InsertCheckpoint(ctx, cp); err != nil {
 		return false, fmt.Errorf("store checkpoint at %d: %w", cp.Count, err)
 	}
-	c.set(head, nil)
+	c.set(head, next, nil)
 	if c.OnSigned != nil {
 		c.OnSigned(cp)
 	}
@@ -225,15 +289,38 @@ func (c *Checkpointer) Checkpoint(ctx context.Context) (bool, error) {
 // own reports whether cp was signed with this checkpointer's key for its
 // origin and states what its row does.
 func (c *Checkpointer) own(cp Checkpoint) (Receipt, bool) {
-	o, head, err := OpenCheckpoint(cp.Note, c.Verifier)
-	if err != nil || o != c.Origin || head.Seq != cp.Count || head.Hash != cp.Hash {
-		return Receipt{}, false
-	}
-	return head, true
+	h, ok := c.ownHead(cp)
+	return h.Receipt(), ok
 }
 
-func (c *Checkpointer) refuse(trusted Receipt, err error) {
-	c.set(trusted, err)
+func (c *Checkpointer) ownHead(cp Checkpoint) (SignedHead, bool) {
+	h, err := OpenCheckpoint(cp.Note, c.Verifier)
+	if err != nil || h.Origin != c.Origin || h.Size != cp.Count || h.Chain != cp.Hash {
+		return SignedHead{}, false
+	}
+	return h, true
+}
+
+// treeAt reads the compact range of the tree at the trusted head t out of
+// the tiles, and checks that it has the root t states (a checkpoint from
+// before the tree states none: its range is taken as the tiles give it,
+// and everything after it is checked).
+func (c *Checkpointer) treeAt(ctx context.Context, t SignedHead) (*Tree, error) {
+	if t.Size == 0 {
+		return NewTree(), nil
+	}
+	tree, err := TreeFromTiles(ctx, c.Store, uint64(t.Size))
+	if err != nil {
+		return nil, fmt.Errorf("read the tree at checkpoint %d: %w", t.Size, err)
+	}
+	if t.Root != nil && !bytes.Equal(tree.Root(), t.Root) {
+		return nil, fmt.Errorf("%w: the tree's tiles at %d do not have the checkpointed root", ErrNotExtension, t.Size)
+	}
+	return tree, nil
+}
+
+func (c *Checkpointer) refuse(trusted Receipt, tree *Tree, err error) {
+	c.set(trusted, tree, err)
 	c.logger().Error("audit checkpoint refused: the log does not extend the last signed checkpoint; "+
 		"someone changed the audit log in the database (run varsel audit verify)",
 		"subsystem", "audit", "err", err)
@@ -254,7 +341,7 @@ func (c *Checkpointer) logger() *slog.Logger {
 // that are not are skipped (and counted in a warning), never trusted. After
 // maxSkipped such rows it gives up and trusts nothing: the next head is
 // then checked from entry 1, which costs more but proves more.
-func (c *Checkpointer) newestOwnCheckpoint(ctx context.Context) (Receipt, error) {
+func (c *Checkpointer) newestOwnCheckpoint(ctx context.Context) (SignedHead, error) {
 	const page, maxSkipped = 64, 4096
 	before, skipped := int64(math.MaxInt64), 0
 	defer func() {
@@ -266,41 +353,58 @@ func (c *Checkpointer) newestOwnCheckpoint(ctx context.Context) (Receipt, error)
 	for {
 		cps, err := c.Store.CheckpointsBefore(ctx, before, page)
 		if err != nil {
-			return Receipt{}, fmt.Errorf("read checkpoints: %w", err)
+			return SignedHead{}, fmt.Errorf("read checkpoints: %w", err)
 		}
 		for _, cp := range cps {
-			if r, ok := c.own(cp); ok {
-				return r, nil
+			if h, ok := c.ownHead(cp); ok {
+				return h, nil
 			}
 			skipped++
 			before = cp.Count
 		}
 		if len(cps) < page || skipped >= maxSkipped {
-			return Receipt{}, nil
+			return SignedHead{}, nil
 		}
 	}
 }
 
 // extends checks that head extends trusted, and other (a newer checkpoint
 // signed with this key, or nil), by reading the entries from trusted's seq
-// to head's.
-func (c *Checkpointer) extends(ctx context.Context, trusted Receipt, other *Receipt, head Receipt) error {
+// to head's, and that the tree's root at head is the root of the trusted
+// tree with those entries added. It returns the tree at head.
+func (c *Checkpointer) extends(ctx context.Context, trusted Receipt, tree *Tree, other *Receipt, th TreeHead) (*Tree, error) {
+	head := th.Receipt()
+	next, err := c.chainExtends(ctx, trusted, tree, other, head)
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.Equal(next.Root(), th.Root) {
+		return nil, fmt.Errorf("%w: the stored tree root at %d is not the root of the log's entries", ErrNotExtension, th.Size)
+	}
+	return next, nil
+}
+
+func (c *Checkpointer) chainExtends(ctx context.Context, trusted Receipt, tree *Tree, other *Receipt, head Receipt) (*Tree, error) {
+	next, err := LoadTree(tree.Size(), tree.Hashes())
+	if err != nil {
+		return nil, err
+	}
 	if other != nil {
 		switch {
 		case other.Seq > head.Seq:
-			return fmt.Errorf("%w: the log ends at %d, before the stored checkpoint at %d", ErrNotExtension, head.Seq, other.Seq)
+			return nil, fmt.Errorf("%w: the log ends at %d, before the stored checkpoint at %d", ErrNotExtension, head.Seq, other.Seq)
 		case other.Seq == trusted.Seq:
-			return fmt.Errorf("%w: a stored checkpoint signed with this key names another hash for entry %d than the one this broker trusts",
+			return nil, fmt.Errorf("%w: a stored checkpoint signed with this key names another hash for entry %d than the one this broker trusts",
 				ErrNotExtension, other.Seq)
 		}
 	}
 	switch {
 	case head.Seq < trusted.Seq:
-		return fmt.Errorf("%w: the log ends at %d, before the checkpoint at %d", ErrNotExtension, head.Seq, trusted.Seq)
+		return nil, fmt.Errorf("%w: the log ends at %d, before the checkpoint at %d", ErrNotExtension, head.Seq, trusted.Seq)
 	case head.Seq == trusted.Seq && head.Hash != trusted.Hash:
-		return fmt.Errorf("%w: entry %d no longer has the checkpointed hash", ErrNotExtension, head.Seq)
+		return nil, fmt.Errorf("%w: entry %d no longer has the checkpointed hash", ErrNotExtension, head.Seq)
 	case head.Seq == trusted.Seq:
-		return nil
+		return next, nil
 	}
 	// The trusted entry is read again (its hash must still be the trusted
 	// one, and still recompute), then every entry after it up to head.
@@ -311,7 +415,7 @@ func (c *Checkpointer) extends(ctx context.Context, trusted Receipt, other *Rece
 	}
 	var buf []byte
 	var bad error
-	err := c.Store.EntriesRange(ctx, from, head.Seq, func(e *Entry) error {
+	err = c.Store.EntriesRange(ctx, from, head.Seq, func(e *Entry) error {
 		var h string
 		h, buf = e.ComputeHash(buf)
 		switch {
@@ -331,24 +435,29 @@ func (c *Checkpointer) extends(ctx context.Context, trusted Receipt, other *Rece
 		if bad != nil {
 			return bad
 		}
+		if e.Seq > trusted.Seq {
+			if _, err := next.AppendEntry(e.Hash, nil); err != nil {
+				return err
+			}
+		}
 		prev, expect = Receipt{Seq: e.Seq, Hash: e.Hash}, expect+1
 		return nil
 	})
 	if bad != nil {
-		return bad
+		return nil, bad
 	}
 	if err != nil {
-		return fmt.Errorf("read audit entries %d..%d: %w", from+1, head.Seq, err)
+		return nil, fmt.Errorf("read audit entries %d..%d: %w", from+1, head.Seq, err)
 	}
 	switch {
 	case expect <= trusted.Seq:
-		return fmt.Errorf("%w: entry %d is missing", ErrNotExtension, trusted.Seq)
+		return nil, fmt.Errorf("%w: entry %d is missing", ErrNotExtension, trusted.Seq)
 	case prev != head:
 		// Head was read by another query: the head changed in between.
 		// Nothing is signed; the next round reads again.
-		return fmt.Errorf("the audit head moved from %d while it was checked (read up to %d)", head.Seq, prev.Seq)
+		return nil, fmt.Errorf("the audit head moved from %d while it was checked (read up to %d)", head.Seq, prev.Seq)
 	}
-	return nil
+	return next, nil
 }
 
 // Run checkpoints every Interval until ctx ends, retrying failures with

@@ -53,12 +53,27 @@ type Entry struct {
 	RequestJTI    string   `json:"request_jti"`
 	PrevHash      string   `json:"prev_hash"`
 	Hash          string   `json:"hash"`
+
+	// TreeSize is set by the store when the entry is committed: the size of
+	// the Merkle tree its batch ended at (a tree that holds it). Not part
+	// of the entry's contents or hash.
+	TreeSize int64 `json:"-"`
 }
 
-// Receipt tells a request where its entry landed.
+// Receipt tells the caller where e landed, once it is committed.
+func (e *Entry) Receipt() Receipt {
+	return Receipt{Seq: e.Seq, Hash: e.Hash, LeafIndex: e.Seq - 1, TreeSize: e.TreeSize}
+}
+
+// Receipt tells a request where its entry landed: its seq and hash, and
+// its leaf in the Merkle tree (leaf_index = seq - 1) with the size of a
+// tree that holds it, for GET /v1/audit/proof. A Receipt used as a chain
+// head has only Seq and Hash.
 type Receipt struct {
-	Seq  int64  `json:"seq"`
-	Hash string `json:"hash"`
+	Seq       int64  `json:"seq"`
+	Hash      string `json:"hash"`
+	LeafIndex int64  `json:"leaf_index"`
+	TreeSize  int64  `json:"tree_size"`
 }
 
 // FormatTime renders t as an entry's ts.

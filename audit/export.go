@@ -475,3 +475,25 @@ func VerifyFile(ctx context.Context, f *File, verifier note.Verifier, origin str
 	}
 	return rep, nil
 }
+
+// EntryLine appends e as an export writes it, without the line feed:
+// {"entry":CANONICAL,"hash":"…"}. Entry bundles (C2SP tlog-tiles) carry
+// entries in this form.
+func EntryLine(dst []byte, e *Entry) []byte { return appendEntryLine(dst, e) }
+
+// ParseEntryLine reads one entry in the form EntryLine writes, as strictly
+// as an export reader does, and checks that its contents hash to its hash
+// given its prev_hash.
+func ParseEntryLine(b []byte) (*Entry, error) {
+	l, kind, _, err := decodeLine(b, nil)
+	if err != nil {
+		return nil, err
+	}
+	if kind != kindEntry {
+		return nil, fmt.Errorf("a %s line, not an entry", kindNames[kind])
+	}
+	if h, _ := l.Entry.ComputeHash(nil); h != l.Entry.Hash {
+		return nil, fmt.Errorf("entry %d does not hash to its hash", l.Entry.Seq)
+	}
+	return l.Entry, nil
+}

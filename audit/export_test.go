@@ -51,7 +51,7 @@ func newTestLog(t *testing.T, signer note.Signer, origin string) *testLog {
 	Link(Receipt{}, es)
 	l := &testLog{entries: es}
 	for _, n := range []int64{10, 20, 30} {
-		cp, err := SignCheckpoint(origin, Receipt{Seq: n, Hash: es[n-1].Hash}, signer)
+		cp, err := SignCheckpoint(origin, mustHead(t, es[:n]), signer)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -382,7 +382,7 @@ func BenchmarkVerifyFile(b *testing.B) {
 	skey, vkey, _ := note.GenerateKey(rand.Reader, "varsel")
 	s, _ := note.NewSigner(skey)
 	v, _ := note.NewVerifier(vkey)
-	cp, _ := SignCheckpoint(testOrigin, Receipt{Seq: n, Hash: es[n-1].Hash}, s)
+	cp, _ := SignCheckpoint(testOrigin, mustHead(b, es[:n]), s)
 	p := filepath.Join(b.TempDir(), "export.jsonl")
 	out, _ := os.Create(p)
 	x, _ := NewExportWriter(out, ExportHeader{Origin: testOrigin, FirstSeq: 1, LastSeq: n, Entries: n, Checkpoints: []int64{n},
@@ -405,4 +405,13 @@ func BenchmarkVerifyFile(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "entries/s")
+}
+
+func mustHead(t testing.TB, entries []*Entry) TreeHead {
+	t.Helper()
+	h, err := HeadOf(entries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
 }

@@ -1,10 +1,12 @@
 package audit
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"runtime"
+	"strings"
 	"sync"
 
 	"golang.org/x/mod/sumdb/note"
@@ -23,6 +25,9 @@ type Report struct {
 	Entries int64   // entries read
 	First   int64   // the first entry's seq
 	Head    Receipt // the last entry
+	// Root is the Merkle tree root of entries 1..Head (nil for an export
+	// that starts later, or a log whose chain is broken).
+	Root []byte
 	// Unsigned is the ts of the first entry after the newest checkpoint
 	// ("" when a checkpoint covers the head): entries a checkpoint does not
 	// cover yet should be only seconds old.
@@ -61,24 +66,32 @@ func Verify(ctx context.Context, src Source, verifier note.Verifier, origin stri
 	}
 	// Checkpoint counts to check against the chain as it streams by.
 	want := map[int64][]Checkpoint{}
+	roots := map[int64][][]byte{} // tree roots the checkpoints state
 	newest := int64(0)
 	for _, cp := range cps {
+		var head SignedHead
 		if verifier != nil {
-			o, head, err := OpenCheckpoint(cp.Note, verifier)
+			head, err = OpenCheckpoint(cp.Note, verifier)
 			if err != nil {
 				rep.fail(max(cp.Count, 1), "checkpoint at %d: %v", cp.Count, err)
 				continue
 			}
-			if o != origin {
-				rep.fail(max(cp.Count, 1), "checkpoint at %d: signed for origin %q, not %q", cp.Count, o, origin)
+			if head.Origin != origin {
+				rep.fail(max(cp.Count, 1), "checkpoint at %d: signed for origin %q, not %q", cp.Count, head.Origin, origin)
 				continue
 			}
-			if head.Seq != cp.Count || head.Hash != cp.Hash {
-				rep.fail(max(cp.Count, 1), "checkpoint at %d: signed text does not match its record", cp.Count)
-				continue
-			}
+		} else if head, err = ParseCheckpointText(noteText(cp.Note)); err != nil {
+			rep.fail(max(cp.Count, 1), "checkpoint at %d: %v", cp.Count, err)
+			continue
+		}
+		if head.Size != cp.Count || head.Chain != cp.Hash {
+			rep.fail(max(cp.Count, 1), "checkpoint at %d: signed text does not match its record", cp.Count)
+			continue
 		}
 		want[cp.Count] = append(want[cp.Count], cp)
+		if head.Root != nil {
+			roots[cp.Count] = append(roots[cp.Count], head.Root)
+		}
 		newest = max(newest, cp.Count)
 	}
 
@@ -113,6 +126,39 @@ func Verify(ctx context.Context, src Source, verifier note.Verifier, origin stri
 	if s, ok := src.(interface{ Segment() bool }); ok {
 		segment = s.Segment()
 	}
+	// The Merkle tree is rebuilt in seq order on a goroutine of its own,
+	// and its root compared with every checkpoint's that states one. An
+	// export that starts after seq 1 lacks the tree's left part: its
+	// checkpoints' roots are not checked (their chain heads are).
+	treeJobs := make(chan []*Entry, workers*2)
+	treeDone := make(chan struct{})
+	go func(jobs <-chan []*Entry) {
+		defer close(treeDone)
+		tree, broken := NewTree(), false
+		for batch := range jobs {
+			for _, e := range batch {
+				if broken {
+					continue
+				}
+				if _, err := tree.AppendEntry(e.Hash, nil); err != nil || uint64(e.Seq) != tree.Size() {
+					broken = true // a gap or a bad hash, already reported by the chain check
+					continue
+				}
+				for _, root := range roots[e.Seq] {
+					if !bytes.Equal(root, tree.Root()) {
+						mu.Lock()
+						rep.fail(e.Seq, "checkpoint at %d states another tree root than the entries 1..%d give", e.Seq, e.Seq)
+						mu.Unlock()
+					}
+				}
+			}
+		}
+		if !broken && tree.Size() > 0 {
+			mu.Lock()
+			rep.Root = tree.Root()
+			mu.Unlock()
+		}
+	}(treeJobs)
 	first := true
 	firstSeq := int64(1)
 	var prev Receipt
@@ -120,6 +166,8 @@ func Verify(ctx context.Context, src Source, verifier note.Verifier, origin stri
 	err = src.Entries(ctx, func(e *Entry) error {
 		if first && segment && e.Seq > 1 {
 			firstSeq = e.Seq
+			close(treeJobs)
+			treeJobs = nil
 			prev = Receipt{Seq: e.Seq - 1, Hash: e.PrevHash}
 			mu.Lock()
 			for _, cp := range want[prev.Seq] {
@@ -161,15 +209,25 @@ func Verify(ctx context.Context, src Source, verifier note.Verifier, origin stri
 		batch = append(batch, e)
 		if len(batch) == chunk {
 			jobs <- batch
+			if treeJobs != nil {
+				treeJobs <- batch
+			}
 			batch = make([]*Entry, 0, chunk)
 		}
 		return nil
 	})
 	if len(batch) > 0 {
 		jobs <- batch
+		if treeJobs != nil {
+			treeJobs <- batch
+		}
 	}
 	close(jobs)
+	if treeJobs != nil {
+		close(treeJobs)
+	}
 	wg.Wait()
+	<-treeDone
 	if err != nil {
 		return nil, fmt.Errorf("read entries: %w", err)
 	}
@@ -218,4 +276,13 @@ func (x *extraCheckpoints) Checkpoints(ctx context.Context) ([]Checkpoint, error
 func (x *extraCheckpoints) Segment() bool {
 	s, ok := x.Source.(interface{ Segment() bool })
 	return ok && s.Segment()
+}
+
+// noteText is the text of a signed note, before the blank line that starts
+// its signatures.
+func noteText(msg string) string {
+	if i := strings.Index(msg, "\n\n"); i >= 0 {
+		return msg[:i+1]
+	}
+	return msg
 }

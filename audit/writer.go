@@ -134,7 +134,7 @@ func (w *Writer) Append(ctx context.Context, e *Entry) (Receipt, error) {
 	if err := <-p.result; err != nil {
 		return Receipt{}, err
 	}
-	return Receipt{Seq: e.Seq, Hash: e.Hash}, nil
+	return e.Receipt(), nil
 }
 
 // Queued is how many entries wait for a batch (for tests and metrics).

@@ -70,6 +70,7 @@ const (
 	ActionAuditReview     = "audit.review"
 	ActionAuditReport     = "audit.report"
 	ActionAuditStats      = "audit.stats"
+	ActionAuditEntries    = "audit.entries"
 )
 
 // reasonUndefined is the reason given when a policy returns no decision.

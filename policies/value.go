@@ -75,7 +75,7 @@ var baseWords = []string{
 	"caution", "high", "exclusion",
 	ActionFlagIssue, ActionWarningIssue, ActionFlagRead, ActionFlagRevoke,
 	ActionCheckRun, ActionWarningInbox, ActionWarningAck, ActionDisclosuresRead,
-	ActionAuditSearch, ActionAuditReview, ActionAuditReport, ActionAuditStats,
+	ActionAuditSearch, ActionAuditReview, ActionAuditReport, ActionAuditStats, ActionAuditEntries,
 }
 
 func (v vocabulary) str(s string) *ast.Term {

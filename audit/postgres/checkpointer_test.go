@@ -47,7 +47,7 @@ func rechain(t *testing.T, owner *pgxpool.Pool, from int64, change func(*audit.E
 	var tail []*audit.Entry
 	if err := st.EntriesRange(ctx, from-2, 0, func(e *audit.Entry) error {
 		if e.Seq == from-1 {
-			prev = audit.Receipt{Seq: e.Seq, Hash: e.Hash}
+			prev = e.Receipt()
 			return nil
 		}
 		tail = append(tail, e)
@@ -181,9 +181,17 @@ func TestCheckpointerRefusesTruncation(t *testing.T) {
 		t.Fatalf("checkpoint: %v %v", made, err)
 	}
 	asSuperuser(t, owner, `DELETE FROM audit_entries WHERE seq > 17; DELETE FROM audit_checkpoints`)
-	if _, err := cpr.Checkpoint(ctx); !errors.Is(err, audit.ErrNotExtension) || !strings.Contains(err.Error(), "the log ends at 17, before the checkpoint at 20") {
+	if _, err := cpr.Checkpoint(ctx); !errors.Is(err, audit.ErrNotExtension) || !strings.Contains(err.Error(), "the log ends at 17, before the tree's 20 leaves") {
 		t.Fatalf("truncated: %v", err)
 	}
+	// Nothing more is appended to a log whose tree lost entries.
+	if _, err := w.Append(ctx, entry("after-truncation", 0)); !errors.Is(err, audit.ErrUnavailable) {
+		t.Fatalf("append after truncation: %v", err)
+	}
+	// An intruder who also drops the tree head gets the tree rebuilt from
+	// the entries that are left, and appends go on; the checkpointer still
+	// refuses the new history.
+	asSuperuser(t, owner, `DELETE FROM audit_tree_head`)
 	appendN(t, w, 5) // 18..22: seq 20 is there again, with another hash
 	if _, err := cpr.Checkpoint(ctx); !errors.Is(err, audit.ErrNotExtension) || !strings.Contains(err.Error(), "entry 20 no longer has the checkpointed hash") {
 		t.Fatalf("truncated and refilled: %v", err)
@@ -293,7 +301,7 @@ func TestCheckpointerTrustsOnlyItsOwnSignatures(t *testing.T) {
 	w2 := audit.NewWriter(store2, audit.WriterConfig{})
 	defer w2.Close()
 	appendN(t, w2, 3)
-	junk, _ := audit.SignCheckpoint(testOrigin, audit.Receipt{Seq: 3, Hash: strings.Repeat("ab", 32)}, forger)
+	junk, _ := audit.SignCheckpoint(testOrigin, audit.TreeHead{Size: 3, Chain: strings.Repeat("ab", 32), Root: make([]byte, 32)}, forger)
 	if err := store2.InsertCheckpoint(ctx, junk); err != nil {
 		t.Fatal(err)
 	}

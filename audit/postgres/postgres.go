@@ -83,6 +83,9 @@ func AppendInTx(ctx context.Context, tx pgx.Tx, entries []*audit.Entry) (replaye
 		return replayed, nil
 	}
 	audit.Link(head, kept)
+	if err := advanceTree(ctx, tx, head, kept); err != nil {
+		return nil, err
+	}
 	rows := make([][]any, len(kept))
 	for i, e := range kept {
 		ts, err := time.Parse(audit.TimeFormat, e.TS)
@@ -177,20 +180,43 @@ func recordJTIs(ctx context.Context, tx pgx.Tx, entries []*audit.Entry) ([]int, 
 	return replayed, nil
 }
 
-// Head returns the last entry's seq and hash.
-func (s *Store) Head(ctx context.Context) (audit.Receipt, error) {
-	var h audit.Receipt
-	err := s.Pool.QueryRow(ctx, `SELECT seq, hash FROM audit_entries ORDER BY seq DESC LIMIT 1`).Scan(&h.Seq, &h.Hash)
-	if err == pgx.ErrNoRows {
-		return audit.Receipt{}, nil
+// Head returns the tree at the last entry: its size, root and the last
+// entry's hash, read together. A log whose tree lags its entries (a log
+// from before the tree, not caught up yet) is an error.
+func (s *Store) Head(ctx context.Context) (audit.TreeHead, error) {
+	var h audit.TreeHead
+	var size, seq *int64
+	var hash *string
+	err := s.Pool.QueryRow(ctx, `SELECT t.size, t.root, e.seq, e.hash
+		FROM (SELECT 1) AS one
+		LEFT JOIN audit_tree_head t ON true
+		LEFT JOIN LATERAL (SELECT seq, hash FROM audit_entries ORDER BY seq DESC LIMIT 1) e ON true`).
+		Scan(&size, &h.Root, &seq, &hash)
+	if err != nil {
+		return audit.TreeHead{}, err
 	}
-	return h, err
+	if seq == nil {
+		return audit.TreeHead{Root: audit.Hasher.EmptyRoot()}, nil
+	}
+	switch {
+	case size != nil && *size > *seq:
+		return audit.TreeHead{}, fmt.Errorf("%w: the log ends at %d, before the tree's %d leaves (entries were removed)",
+			audit.ErrNotExtension, *seq, *size)
+	case size == nil || *size != *seq:
+		return audit.TreeHead{}, fmt.Errorf("the tree does not cover the log's %d entries yet", *seq)
+	}
+	h.Size, h.Chain = *size, *hash
+	return h, nil
 }
 
-// LatestCheckpoint returns the newest checkpoint, or nil.
+// LatestCheckpoint returns the newest checkpoint, or nil. Its note ends
+// with the witnesses' cosignature lines the broker holds for it.
 func (s *Store) LatestCheckpoint(ctx context.Context) (*audit.Checkpoint, error) {
 	var cp audit.Checkpoint
-	err := s.Pool.QueryRow(ctx, `SELECT count, hash, note, created_at FROM audit_checkpoints ORDER BY count DESC LIMIT 1`).
+	err := s.Pool.QueryRow(ctx, `SELECT c.count, c.hash,
+			c.note || coalesce((SELECT string_agg(w.line, '' ORDER BY w.witness) FROM audit_cosignatures w WHERE w.count = c.count), ''),
+			c.created_at
+		FROM audit_checkpoints c ORDER BY c.count DESC LIMIT 1`).
 		Scan(&cp.Count, &cp.Hash, &cp.Note, &cp.CreatedAt)
 	if err == pgx.ErrNoRows {
 		return nil, nil

@@ -262,7 +262,7 @@ func TestVerifyFindsTampering(t *testing.T) {
 			if err := owner.QueryRow(ctx, `SELECT hash FROM audit_entries WHERE seq = 12`).Scan(&hash); err != nil {
 				return err
 			}
-			cp, err := audit.SignCheckpoint("varsel-test/audit", audit.Receipt{Seq: 12, Hash: hash}, forger)
+			cp, err := audit.SignCheckpoint("varsel-test/audit", audit.TreeHead{Size: 12, Chain: hash, Root: make([]byte, 32)}, forger)
 			if err != nil {
 				return err
 			}
@@ -333,8 +333,8 @@ func TestCheckpointer(t *testing.T) {
 	if err != nil || cp == nil {
 		t.Fatalf("latest: %v %v", cp, err)
 	}
-	origin, head, err := audit.OpenCheckpoint(cp.Note, verifier)
-	if err != nil || origin != "varsel-test/audit" || head != last {
+	head, err := audit.OpenCheckpoint(cp.Note, verifier)
+	if err != nil || head.Origin != "varsel-test/audit" || head.Receipt() != (audit.Receipt{Seq: last.Seq, Hash: last.Hash}) || last.TreeSize != last.Seq {
 		t.Fatalf("checkpoint %q: %v %+v want %+v", cp.Note, err, head, last)
 	}
 	cps, _ := store.Checkpoints(ctx)

@@ -31,8 +31,7 @@ func (s *Server) routes(g *echo.Group) {
 	g.POST("/audit/subject-report", s.subjectReport)
 	g.GET("/audit/stats", s.auditStats)
 	g.POST("/audit/search", s.auditSearch)
-	g.GET("/audit/checkpoint", s.auditCheckpoint)
-	g.GET("/audit/key", s.auditKey)
+	g.GET("/audit/tile/entries/*", s.entryBundle)
 }
 
 func principal(c echo.Context) *broker.Principal {
@@ -63,6 +62,7 @@ func (s *Server) auditCheckpoint(c echo.Context) error {
 	if cp == nil {
 		return broker.Errorf(broker.ENOTFOUND, "no checkpoint has been signed yet")
 	}
+	c.Response().Header().Set("Cache-Control", "no-cache")
 	return c.Blob(http.StatusOK, "text/plain; charset=utf-8", []byte(cp.Note))
 }
 

@@ -55,7 +55,8 @@ type Config struct {
 
 	Service       *service.Service // the /v1 operations; nil: only whoami's principal echo
 	Checkpoints   CheckpointReader
-	CheckpointKey string // the note verifier key of the checkpoint signer
+	CheckpointKey string     // the note verifier key of the checkpoint signer
+	Tree          TreeReader // the audit log's Merkle tree; nil: no tiles or proofs
 	// BrokerJWKS is the broker's public signing key set, served at
 	// GET /jwks.json: it verifies webhook bodies (and checkpoints).
 	BrokerJWKS []byte
@@ -119,6 +120,7 @@ func New(cfg Config) *Server {
 		return c.Blob(http.StatusOK, "application/yaml", openAPISpec)
 	})
 
+	s.tlogRoutes(e)
 	s.v1 = e.Group("/v1", cleanRequest, requireJSON, s.authenticate)
 	s.v1.GET("/whoami", s.whoami)
 	if cfg.Service != nil {

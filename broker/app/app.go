@@ -239,6 +239,13 @@ func (a *App) open(ctx context.Context) error {
 	}
 
 	a.AuditStore = &auditpg.Store{Pool: db.Pool}
+	// A log from before the Merkle tree (or bulk-loaded) gets its tree
+	// built before the first append, in chunks, under the chain lock.
+	size, err := auditpg.CatchUpTree(ctx, db.Pool, 0)
+	if err != nil {
+		return fmt.Errorf("audit tree: %w", err)
+	}
+	a.log.Info("audit tree ready", "size", size)
 	a.AuditWriter = audit.NewWriter(a.AuditStore, audit.WriterConfig{Logger: a.log, Registerer: registry})
 	ownVerifier, err := note.NewVerifier(verifierKey)
 	if err != nil {
@@ -320,6 +327,7 @@ func (a *App) open(ctx context.Context) error {
 		Service:         a.Service,
 		Checkpoints:     a.AuditStore,
 		CheckpointKey:   verifierKey,
+		Tree:            a.AuditStore,
 		ShutdownTimeout: c.ShutdownTimeout,
 		Readiness: map[string]api.ReadinessCheck{
 			"database":     db.Ping,

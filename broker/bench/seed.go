@@ -199,10 +199,14 @@ func seedEntries(ctx context.Context, pool *pgxpool.Pool, n int, logf func(strin
 		return nil
 	}
 	r := mrand.New(mrand.NewPCG(3, 4))
-	head, err := (&auditpg.Store{Pool: pool}).Head(ctx)
+	if _, err := auditpg.CatchUpTree(ctx, pool, 0); err != nil {
+		return fmt.Errorf("audit tree: %w", err)
+	}
+	th, err := (&auditpg.Store{Pool: pool}).Head(ctx)
 	if err != nil {
 		return fmt.Errorf("read audit chain head: %w", err)
 	}
+	head := th.Receipt()
 	start := time.Now()
 	base := time.Now().Add(-366 * 24 * time.Hour)
 	step := 365 * 24 * time.Hour / time.Duration(n)
@@ -244,5 +248,12 @@ func seedEntries(ctx context.Context, pool *pgxpool.Pool, n int, logf func(strin
 			logf("seeded %d/%d audit entries (%.0f/s)", done, n, float64(done)/time.Since(start).Seconds())
 		}
 	}
+	// The Merkle tree over the seeded entries, as the broker would have
+	// grown it.
+	treeStart := time.Now()
+	if _, err := auditpg.CatchUpTree(ctx, pool, 0); err != nil {
+		return fmt.Errorf("audit tree over the seeded entries: %w", err)
+	}
+	logf("built the audit tree over %d entries in %s", n, time.Since(treeStart).Round(time.Millisecond))
 	return nil
 }

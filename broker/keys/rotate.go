@@ -84,7 +84,7 @@ func (r *Rotation) Run(ctx context.Context, e *audit.Entry) (RotationResult, err
 	if err != nil {
 		return RotationResult{}, fmt.Errorf("re-key subjects to version %s: %w", version, err)
 	}
-	return RotationResult{Version: version, Flags: n, Audit: audit.Receipt{Seq: e.Seq, Hash: e.Hash}}, nil
+	return RotationResult{Version: version, Flags: n, Audit: e.Receipt()}, nil
 }
 
 // ActionRotateSubject is the audit action of a rotation.

@@ -93,11 +93,12 @@ func (p *Portal) checkIntegrity(ctx context.Context, s *Session) *integrity {
 	if err != nil || cpResp.Status != 200 {
 		return bad("off.int.nocheckpoint")
 	}
-	origin, head, err := audit.OpenCheckpoint(string(cpResp.Body), verifier)
+	signed, err := audit.OpenCheckpoint(string(cpResp.Body), verifier)
 	if err != nil {
 		return bad("off.int.signature")
 	}
-	if origin != p.cfg.BrokerID+"/audit" {
+	head := signed.Receipt()
+	if signed.Origin != p.cfg.BrokerID+"/audit" {
 		return bad("off.int.origin")
 	}
 	in.Count, in.Hash = head.Seq, head.Hash

@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"varsel/audit"
@@ -116,4 +117,26 @@ func (s *Service) SearchAudit(ctx context.Context, p *broker.Principal, req Audi
 		res.Next = entries[len(entries)-1].Seq
 	}
 	return res, nil
+}
+
+// EntryBundle returns entry bundle index of the log's tree, width entries
+// wide (C2SP tlog-tiles: each entry as a uint16 length and its export
+// line). Every agency's entries are in a bundle, so only the broker
+// operator's auditors may read them (an agency's officer searches its own
+// scope); each read is audited before the bundle is returned.
+func (s *Service) EntryBundle(ctx context.Context, p *broker.Principal, index uint64, width int) ([]byte, error) {
+	if _, err := s.authorize(ctx, p, policies.ActionAuditEntries, nil, nil); err != nil {
+		return nil, err
+	}
+	b, err := s.AuditReader.EntryBundle(ctx, index, width)
+	if errors.Is(err, audit.ErrNoTile) {
+		return nil, broker.Errorf(broker.ENOTFOUND, "the log has no entry bundle %d of %d entries", index, width)
+	}
+	if err != nil {
+		return nil, &broker.Error{Kind: broker.EUNAVAILABLE, Code: broker.CodeAuditUnavailable, Message: "the audit log cannot be read", Err: err}
+	}
+	if _, err := s.append(ctx, s.entry(p, policies.ActionAuditEntries, audit.Allow)); err != nil {
+		return nil, err
+	}
+	return b, nil
 }

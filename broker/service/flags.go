@@ -188,7 +188,7 @@ func (s *Service) IssueFlag(ctx context.Context, p *broker.Principal, req broker
 	if err := s.Flags.CreateFlag(ctx, f, e); err != nil {
 		return nil, err
 	}
-	return &FlagResult{Flag: f, Audit: audit.Receipt{Seq: e.Seq, Hash: e.Hash}}, nil
+	return &FlagResult{Flag: f, Audit: e.Receipt()}, nil
 }
 
 // flagFor loads a flag for an action by its issuing agency. A flag that does
@@ -266,7 +266,7 @@ func (s *Service) RevokeFlag(ctx context.Context, p *broker.Principal, id string
 		return nil, err
 	}
 	f.Status = f.StatusAt(s.now())
-	return &FlagResult{Flag: f, Audit: audit.Receipt{Seq: e.Seq, Hash: e.Hash}}, nil
+	return &FlagResult{Flag: f, Audit: e.Receipt()}, nil
 }
 
 // LegalBases lists the legal bases in force at at, or now when at is nil

@@ -26,6 +26,9 @@ type AuditLog interface {
 // AuditReader reads the log.
 type AuditReader interface {
 	Search(ctx context.Context, q audit.Query) ([]audit.Entry, error)
+	// EntryBundle is C2SP tlog-tiles entry bundle index, width entries
+	// wide. Errors: audit.ErrNoTile beyond the tree.
+	EntryBundle(ctx context.Context, index uint64, width int) ([]byte, error)
 }
 
 // EmergencyCounter counts an employee's allowed emergency decisions.

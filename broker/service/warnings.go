@@ -67,7 +67,7 @@ func (s *Service) IssueWarning(ctx context.Context, p *broker.Principal, req War
 	if err := s.Warnings.CreateWarning(ctx, f, w, offices, e); err != nil {
 		return nil, err
 	}
-	return &WarningResult{Warning: w, Flag: f, Audit: audit.Receipt{Seq: e.Seq, Hash: e.Hash}}, nil
+	return &WarningResult{Warning: w, Flag: f, Audit: e.Receipt()}, nil
 }
 
 // Warning shows the issuing agency a warning's state at every target
@@ -301,7 +301,7 @@ func (s *Service) Ack(ctx context.Context, p *broker.Principal, id string) (*Ack
 	if err != nil {
 		return nil, err
 	}
-	res := &AckResult{ID: id, Office: p.Office, Acked: true, Audit: audit.Receipt{Seq: e.Seq, Hash: e.Hash}}
+	res := &AckResult{ID: id, Office: p.Office, Acked: true, Audit: e.Receipt()}
 	for _, d := range w.Deliveries {
 		if d.Office == p.Office {
 			res.AckedAt = d.AckedAt
@@ -335,7 +335,7 @@ func (s *Service) SetWebhook(ctx context.Context, p *broker.Principal, office st
 	if err := s.Warnings.SetWebhook(ctx, office, req.URL, p.Sub, e); err != nil {
 		return audit.Receipt{}, err
 	}
-	return audit.Receipt{Seq: e.Seq, Hash: e.Hash}, nil
+	return e.Receipt(), nil
 }
 
 // DisclosureFeed is one page of an issuer's disclosure notices.

@@ -115,14 +115,14 @@ func runAuditVerify(ctx context.Context, args []string, o cmdIO) error {
 		if err != nil {
 			return err
 		}
-		o, head, err := audit.OpenCheckpoint(string(b), verifier)
+		head, err := audit.OpenCheckpoint(string(b), verifier)
 		if err != nil {
 			return fmt.Errorf("audit verify: trusted checkpoint %s: %w", path, err)
 		}
-		if o != origin {
-			return fmt.Errorf("audit verify: trusted checkpoint %s is signed for origin %q, not %q", path, o, origin)
+		if head.Origin != origin {
+			return fmt.Errorf("audit verify: trusted checkpoint %s is signed for origin %q, not %q", path, head.Origin, origin)
 		}
-		extra = append(extra, audit.Checkpoint{Count: head.Seq, Hash: head.Hash, Note: string(b), External: true})
+		extra = append(extra, audit.Checkpoint{Count: head.Size, Hash: head.Chain, Note: string(b), External: true})
 	}
 	start := time.Now()
 	var rep *audit.Report

@@ -85,6 +85,7 @@ required_checks := {
 	"audit.review": {"audit_role"},
 	"audit.report": {"audit_role"},
 	"audit.stats": {"audit_role"},
+	"audit.entries": {"audit_role", "broker_kind"},
 }
 
 # METADATA
@@ -112,6 +113,7 @@ failure_reasons := {
 	"issuing_agency": "not_issuing_agency",
 	"own_office": "office_mismatch",
 	"disclosure_kind": "agency_kind_not_permitted",
+	"broker_kind": "agency_kind_not_permitted",
 }
 
 principal := input.principal
@@ -315,6 +317,10 @@ passes["disclosures_role"] if principal.role in {"agency-admin", "privacy-office
 passes["disclosure_kind"] if principal.agency_kind in disclosure_kinds
 
 passes["audit_role"] if principal.role == "privacy-officer"
+
+# Whole entry bundles of the log (every agency's entries) are for the broker
+# operator's own auditors; an agency's officer searches its own scope.
+passes["broker_kind"] if principal.agency_kind == "broker"
 
 # METADATA
 # title: Why the legal basis was refused

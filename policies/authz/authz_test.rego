@@ -556,6 +556,14 @@ test_others_cannot_audit if {
 	}
 }
 
+test_only_broker_auditors_read_entry_bundles if {
+	allowed("audit.entries", broker_auditor, {})
+	every p in [as_role(nav_state, "privacy-officer"), as_role(health, "privacy-officer"), as_role(police, "privacy-officer")] {
+		denied_for("audit.entries", p, {}, "agency_kind_not_permitted")
+	}
+	denied_for("audit.entries", as_role(broker_auditor, "agency-admin"), {}, "role_not_permitted")
+}
+
 # anything else
 
 test_unknown_action_denied if {
