@@ -388,6 +388,9 @@ type statGroup struct {
 	Denials     int    `json:"denials"`
 	Emergencies int    `json:"emergencies"`
 	Anomalies   int    `json:"anomalies"`
+	// Label is what the page shows for Key: a group without a key (no
+	// legal basis) gets words, since an empty row header says nothing.
+	Label string `json:"-"`
 }
 
 func (g statGroup) values() []int {

@@ -55,8 +55,14 @@ const (
 )
 
 func newChart(lang, groupBy string, groups []statGroup) chart {
-	c := chart{ID: "chart-" + groupBy, GroupBy: groupBy, Title: text(lang, "off.trends.by."+groupBy), Groups: groups}
-	for _, g := range groups {
+	c := chart{ID: "chart-" + groupBy, GroupBy: groupBy, Title: text(lang, "off.trends.by."+groupBy)}
+	c.Groups = make([]statGroup, len(groups))
+	for i, g := range groups {
+		g.Label = g.Key
+		if g.Key == "" {
+			g.Label = text(lang, "off.group.none."+groupBy)
+		}
+		c.Groups[i] = g
 		for _, v := range g.values() {
 			c.Max = max(c.Max, v)
 		}
@@ -66,15 +72,15 @@ func newChart(lang, groupBy string, groups []statGroup) chart {
 	c.Width = chartLeft + max(len(groups), 1)*groupW + 10
 	c.Height = chartTop + chartPlotH + chartBottom
 	c.Baseline = chartTop + chartPlotH
-	for i, g := range groups {
+	for i, g := range c.Groups {
 		x0 := chartLeft + i*groupW + groupGap/2
 		for j, v := range g.values() {
 			h := v * chartPlotH / scale
 			c.Bars = append(c.Bars, bar{X: x0 + j*barW, Y: c.Baseline - h, W: barW - 1, H: h,
-				Class: "bar-" + statMetrics[j], Title: fmt.Sprintf("%s, %s: %d", g.Key, text(lang, "off.metric."+statMetrics[j]), v)})
+				Class: "bar-" + statMetrics[j], Title: fmt.Sprintf("%s, %s: %d", g.Label, text(lang, "off.metric."+statMetrics[j]), v)})
 		}
-		label := g.Key
-		if groupBy == "day" && len(label) >= 10 {
+		label := g.Label
+		if groupBy == "day" && len(g.Key) >= 10 {
 			label = label[8:10] + "." + label[5:7]
 		}
 		c.Labels = append(c.Labels, axisLabel{X: x0 + len(statMetrics)*barW/2, Y: c.Baseline + 14, Text: label})

@@ -316,11 +316,12 @@ func (p *Portal) postFlag(w http.ResponseWriter, r *http.Request, s *Session, wa
 		if f.Get("milder") == "yes" {
 			dec["milder_measures_considered"] = true
 		}
+		now := p.now()
 		if d, err := time.ParseInLocation("2006-01-02", f.Get("decided_at"), oslo); err == nil {
-			dec["decided_at"] = d.Add(12 * time.Hour).UTC().Format(time.RFC3339)
+			dec["decided_at"] = dayTime(d, now).UTC().Format(time.RFC3339)
 		}
 		if d, err := time.ParseInLocation("2006-01-02", f.Get("notice_at"), oslo); err == nil {
-			dec["notice_given_at"] = d.Add(12 * time.Hour).UTC().Format(time.RFC3339)
+			dec["notice_given_at"] = dayTime(d, now).UTC().Format(time.RFC3339)
 			dec["could_respond"] = f.Get("could_respond") == "yes"
 		}
 		if r := strings.TrimSpace(f.Get("no_notice_reason")); r != "" {
@@ -507,4 +508,16 @@ func (p *Portal) revokePost(w http.ResponseWriter, r *http.Request, s *Session) 
 		return
 	}
 	http.Redirect(w, r, "/flags", http.StatusSeeOther)
+}
+
+// dayTime is the time a form's date (midnight in Oslo) stands for: noon
+// of that day, but never later than now when the day is today, so that a
+// decision taken this morning is not sent as one in the future (which the
+// broker refuses). A day still to come stays in the future.
+func dayTime(day, now time.Time) time.Time {
+	t := day.Add(12 * time.Hour)
+	if t.After(now) && !day.After(now) {
+		return now
+	}
+	return t
 }

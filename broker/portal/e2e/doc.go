@@ -4,7 +4,9 @@
 // and the dev OpenID provider (deploy/oidc), all started in-process or on
 // loopback by the test. Staff of the demo agencies sign in, warn offices,
 // follow the live inbox, check people, are refused and sign out, partly by
-// keyboard alone; axe-core (deploy/browser) checks every page for serious or
+// keyboard alone; privacy officers read the dashboard (trends against the
+// broker's stats, no other agency's entries, the integrity banner before
+// and after a checkpoint row is rewritten); axe-core (deploy/browser) checks every page for serious or
 // critical accessibility violations; and the logs of the whole run are
 // searched for national ids, passwords, tokens and keys.
 //

@@ -56,6 +56,8 @@ type env struct {
 	portalLog    *syncBuffer
 	brokerLog    *syncBuffer
 	privateKeys  [][]byte // the agencies' private JWKs, never to be logged
+	signers      map[string]*client.Signer
+	app          *app.App // the broker, for its exported triggers (Checkpointer.Checkpoint)
 }
 
 // The demo agencies of deploy/demo.sh, as the dev provider's users name them.
@@ -75,7 +77,7 @@ var demoAgencies = []struct {
 func startEnv(t *testing.T) *env {
 	t.Helper()
 	ctx := context.Background()
-	e := &env{portalLog: &syncBuffer{}, brokerLog: &syncBuffer{}}
+	e := &env{portalLog: &syncBuffer{}, brokerLog: &syncBuffer{}, signers: map[string]*client.Signer{}}
 
 	dbURL, err := schematest.NewDatabase(ctx, "portal_e2e", false)
 	if err != nil {
@@ -88,6 +90,7 @@ func startEnv(t *testing.T) *env {
 	for _, a := range demoAgencies {
 		s, priv := registerAgency(t, dbURL, a.id, a.kind, a.name, a.offices)
 		e.privateKeys = append(e.privateKeys, priv)
+		e.signers[a.id] = s
 		agencies = append(agencies, portal.Agency{ID: a.id, Name: a.name, Signer: s})
 	}
 
@@ -117,6 +120,7 @@ func startEnv(t *testing.T) *env {
 		}
 	})
 	e.brokerURL = "http://" + b.Addr().String()
+	e.app = b
 
 	// The portal's listener first, so its URL is known to the provider.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -148,7 +152,10 @@ func startEnv(t *testing.T) *env {
 		}},
 		SessionKey:   key,
 		TestSubjects: true,
-		Logger:       slog.New(slog.NewJSONHandler(e.portalLog, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		// The checkpoint last seen, for this run only: a state file shared
+		// between runs would hold another run's broker key.
+		StateFile: filepath.Join(t.TempDir(), "state.json"),
+		Logger:    slog.New(slog.NewJSONHandler(e.portalLog, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -172,6 +179,31 @@ func (e *env) providerLog(t *testing.T) string {
 		t.Errorf("the provider's log: %v", err)
 	}
 	return string(b)
+}
+
+// call is a signed broker request as emp of the agency.
+func (e *env) call(t *testing.T, agency string, emp client.Employee, method, path string, body, out any) {
+	t.Helper()
+	c := &client.Client{BaseURL: e.brokerURL, Signer: e.signers[agency], Employee: emp}
+	resp, err := c.JSON(context.Background(), method, path, body, out)
+	if err != nil {
+		status := 0
+		if resp != nil {
+			status = resp.Status
+		}
+		t.Fatalf("%s %s as %s: status %d: %v", method, path, agency, status, err)
+	}
+}
+
+// checkpoint has the broker sign a checkpoint of the log now (the trigger
+// its background signer uses; the test's interval is an hour), and returns
+// the newest count.
+func (e *env) checkpoint(t *testing.T) int {
+	t.Helper()
+	if _, err := e.app.Checkpointer.Checkpoint(context.Background()); err != nil {
+		t.Fatalf("checkpoint: %v", err)
+	}
+	return e.count(t, `SELECT coalesce(max(count), 0) FROM audit_checkpoints`)
 }
 
 // registerAgency puts an agency with a fresh ES256 key straight in the

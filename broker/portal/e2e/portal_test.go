@@ -236,6 +236,9 @@ func TestPortalInBrowser(t *testing.T) {
 		if hw.count("section.answer.warn") != 1 {
 			t.Fatalf("the exception showed %q", hw.text("section.answer"))
 		}
+		// A checkpoint covers the log, so the dashboard (and its
+		// screenshots) shows a verified log, not the red banner.
+		e.checkpoint(t)
 		po := b.newStaff(t, "personvern.ous")
 		po.signIn("personvern.ous")
 		po.run("open the queue", chromedp.Navigate(e.portalURL+"/officer/reviews"), chromedp.WaitVisible(chromedp.CSS("main h1")))
@@ -263,9 +266,16 @@ func TestPortalInBrowser(t *testing.T) {
 			chromedp.WaitVisible(chromedp.CSS("main table, main .problem")))
 		po.page("officer-report", true)
 		po.noNumber(ids)
+		e.checkpoint(t)
 		for _, path := range []string{"/officer/trends", "/officer/search", "/officer/integrity"} {
 			po.run("open "+path, chromedp.Navigate(e.portalURL+path), chromedp.WaitVisible(chromedp.CSS("main h1")))
+			if n := po.count("#integrity-banner"); n != 0 {
+				t.Errorf("%s shows the red integrity banner after a checkpoint: %q", path, po.text("#integrity-banner"))
+			}
 			po.page("officer-"+strings.TrimPrefix(path, "/officer/"), true)
+		}
+		if po.count("#integrity-ok") != 1 {
+			t.Errorf("the integrity page does not say the log is verified: %q", po.text("main"))
 		}
 
 		// The police's officer sees the health worker's emergency as a
