@@ -219,7 +219,7 @@ func (f *fakeBroker) serve(t *testing.T, count int64, root string) {
 	sum := sha256.Sum256([]byte(root))
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	cp, err := audit.SignCheckpoint("varsel/audit", audit.Receipt{Seq: count, Hash: hex.EncodeToString(sum[:])}, f.signer)
+	cp, err := audit.SignCheckpoint("varsel/audit", audit.TreeHead{Size: count, Chain: hex.EncodeToString(sum[:]), Root: sum[:]}, f.signer)
 	if err != nil {
 		t.Fatal(err)
 	}
