@@ -50,7 +50,7 @@ func parseTilePath(level, rest string) (l, index uint64, width int, err error) {
 		l, index, p, err = layout.ParseTileLevelIndexPartial(level, rest)
 	}
 	if err != nil {
-		return 0, 0, 0, broker.CodeErrorf(broker.EINVALID, broker.CodeInvalidField, "not a tile path: %v", err)
+		return 0, 0, 0, broker.Errorf(broker.ENOTFOUND, "not a tile path: %v", err)
 	}
 	width = int(p)
 	if width == 0 {

@@ -249,10 +249,10 @@ func TestTransparencyLog(t *testing.T) {
 	get(t, w.base, "/v1/audit/tile/entries/000", 401)
 
 	// Bad input: clear errors.
-	get(t, w.base, fmt.Sprintf("/v1/audit/proof?seq=1&tree_size=%d", latest.Size+1_000_000), 400)
-	get(t, w.base, "/v1/audit/proof?seq=0&tree_size=5", 400)
-	get(t, w.base, "/v1/audit/proof?seq=x&tree_size=5", 400)
-	get(t, w.base, "/v1/audit/consistency?from=9&to=5", 400)
+	get(t, w.base, fmt.Sprintf("/v1/audit/proof?seq=1&tree_size=%d", latest.Size+1_000_000), 422)
+	get(t, w.base, "/v1/audit/proof?seq=0&tree_size=5", 422)
+	get(t, w.base, "/v1/audit/proof?seq=x&tree_size=5", 422)
+	get(t, w.base, "/v1/audit/consistency?from=9&to=5", 422)
 	get(t, w.base, "/v1/audit/tile/0/x999/999", 404)
-	get(t, w.base, "/v1/audit/tile/0/abc", 400)
+	get(t, w.base, "/v1/audit/tile/0/abc", 404)
 }
