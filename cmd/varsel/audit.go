@@ -31,6 +31,14 @@ const auditUsage = `Usage: varsel audit SUBCOMMAND [flags]
       Check the chain only, without the key: exit 2 even when it holds,
       saying that signatures were not checked (a chain alone can be
       recomputed by whoever rewrote the log).
+  monitor --url BROKER --checkpoint-key KEYFILE --state FILE [--receipts FILE]
+          [--witness-key FILE]... [--witnesses-required K]
+      Run by an agency: fetch the newest checkpoint, check its signature,
+      check that it is consistent with the last one seen (kept in FILE), and
+      that every receipt kept (--receipts) is included. Exit 0 with one line
+      when all holds; exit 1 with one line naming what failed (a bad
+      signature, a smaller tree, a fork, an inconsistent root, a missing
+      receipt, too few witness cosignatures); the state is then unchanged.
   export --from TIME --to TIME [--out FILE] [--broker-id ID | --origin ORIGIN]
       Write the entries of a period as JSON Lines, widened to the signed
       checkpoints around it, with those checkpoints, for a supervisory
@@ -58,6 +66,8 @@ func runAudit(ctx context.Context, args []string, o cmdIO) error {
 		return runAuditVerify(ctx, args[1:], o)
 	case "export":
 		return runAuditExport(ctx, args[1:], o)
+	case "monitor":
+		return runAuditMonitor(ctx, args[1:], o)
 	}
 	return fmt.Errorf("audit: unknown subcommand %q (see varsel audit --help)", args[0])
 }
