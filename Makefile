@@ -40,6 +40,7 @@ lint: ## gofmt, go vet, opa fmt and opa check --strict
 bench: build ## a short load run (about 2 minutes) that rewrites the load section of docs/performance.md
 	@mkdir -p .data
 	$(BENCH) --flags 100000 --entries 1000000 --duration 20s --opa-duration 10s \
+		--wrk auto \
 		--out .data/bench-result.json --markdown docs/performance.md --section short
 
 stop: ## stop the dev and test Postgres clusters and the dev Vault
