@@ -299,6 +299,9 @@ func BodyHash(body []byte) string {
 }
 
 func audienceIs(raw json.RawMessage, want string) bool {
+	if len(raw) == len(want)+2 && raw[0] == '"' && raw[len(raw)-1] == '"' && string(raw[1:len(raw)-1]) == want {
+		return true // the usual spelling, without a decoder
+	}
 	var s string
 	if json.Unmarshal(raw, &s) == nil {
 		return s == want
