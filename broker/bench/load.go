@@ -136,7 +136,7 @@ func drive(ctx context.Context, cfg Config, w *world, b *brokerProc, pgPID int, 
 	rate := float64(wp.Requests) / wp.Elapsed.Seconds()
 	n := cfg.Tokens
 	if n == 0 {
-		n = int(rate*(cfg.Duration.Seconds()*1.6+1)) + 50*cfg.Connections
+		n = int(rate*(cfg.Duration.Seconds()*2.5+1)) + 50*cfg.Connections
 	}
 	signStart := time.Now()
 	pool, err := presign(ctx, w, host, n, cfg.FlaggedShare, 2)

@@ -90,7 +90,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	out := fs.String("out", "bench-result.json", "JSON result file")
 	md := fs.String("markdown", "", "update the load section of this Markdown file (e.g. docs/performance.md)")
 	section := fs.String("section", "full", `name of the Markdown section to write ("full", "short")`)
-	tokens := fs.Int("tokens", 0, "requests to pre-sign for the window (default: 1.6 × the warm-up's rate × duration)")
+	tokens := fs.Int("tokens", 0, "requests to pre-sign for the window (default: 2.5 × the warm-up's rate × duration)")
 	wrk := fs.String("wrk", "off", "also drive the broker and the OPA server with wrk: off, auto (when deploy/wrk.sh finds or installs it) or on")
 	fromJSON := fs.String("report", "", "do not run: render the result file of an earlier run (with --markdown)")
 	// Not fs.Usage: the flag package would print it on every parse error.
