@@ -134,7 +134,7 @@ type Result struct {
 }
 
 // GeneratorName describes the built-in load generator in reports.
-const GeneratorName = "varsel-bench's own: requests signed before the window, raw HTTP/1.1 keep-alive"
+const GeneratorName = "varsel-bench's own (raw HTTP/1.1, keep-alive)"
 
 // Run performs a whole load run.
 func Run(ctx context.Context, cfg Config) (*Result, error) {

@@ -93,7 +93,7 @@ func UpdateMarkdown(path, name string, r *Result) error {
 	row("seeded", "%d flags, %d audit entries (seeding took %.0f s)", r.Flags, r.Entries, r.SeedSeconds)
 	gen := "a fresh " + algOr(r.Alg) + " token per request"
 	if r.Generator != "" {
-		gen = fmt.Sprintf("%s keys; %d requests (fresh jti each) signed in %.1f s before the window, %s", algOr(r.Alg), r.PreSigned, r.SignSeconds, r.Generator)
+		gen = fmt.Sprintf("%s keys; generator: %s, sending %d requests signed (a fresh jti each) in %.1f s before the window", algOr(r.Alg), r.Generator, r.PreSigned, r.SignSeconds)
 	}
 	row("load", "%d connections, %s measured after a warm-up, 10 %% of checks on flagged people, %s", r.Connections, measured(r), gen)
 	row("checks per second", "**%.0f** (%d requests, %d answered 200, %d with precautions)", r.RPS, r.Requests, r.OK, r.Precautions)
@@ -108,7 +108,7 @@ func UpdateMarkdown(path, name string, r *Result) error {
 		if algOr(r.Alg) == "EdDSA" {
 			sig = 100 * r.Floor.Ed25519VerifyUs / (r.CPUPerRequest * 1000)
 		}
-		row("cost floor (one core, same run)", "one bare P-256 ECDSA verification %.1f µs, one Ed25519 verification %.1f µs → broker CPU per check = **%.2f × one P-256 verification**; the %s signature is %.0f %% of it, everything else %.0f µs",
+		row("cost floor (one core, same run)", "one bare P-256 ECDSA verification %.1f µs, one Ed25519 verification %.1f µs → broker CPU per check = **%.2f × one P-256 verification**; a bare %s verification is %.0f %% of it, everything else %.0f µs",
 			r.Floor.P256VerifyUs, r.Floor.Ed25519VerifyUs, r.FloorRatio, algOr(r.Alg), sig, r.CPUPerRequest*1000*(1-sig/100))
 	}
 	row("broker peak RSS", "**%.0f MiB**", r.PeakRSSMiB)
