@@ -31,7 +31,7 @@ function setup(thread)
   counter = counter + 1
 end
 
-local f, cycle, spent
+local f, cycle
 function init(args)
   f = assert(io.open(args[1] .. "." .. id, "rb"))
   cycle = args[2] == "1"
