@@ -25,6 +25,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"varsel/broker"
+	"varsel/broker/auth"
 	"varsel/broker/client"
 	"varsel/schema"
 )
@@ -42,11 +43,14 @@ type Config struct {
 	FlaggedShare float64       // share of checks on flagged people (default 0.1)
 	OPADuration  time.Duration // the OPA reference's run (default min(Duration, 15 s)); 0 with SkipOPA
 	SkipOPA      bool
-	Alg          string    // the agencies' key algorithm: ES256 (default) or EdDSA
-	Out          string    // JSON result file ("" for none)
-	Command      string    // how the run was started, for the report
-	Log          io.Writer // progress lines
-	KeepDB       bool      // keep the database afterwards
+	Alg          string        // the agencies' key algorithm: ES256 (default) or EdDSA
+	Out          string        // JSON result file ("" for none)
+	Command      string        // how the run was started, for the report
+	Log          io.Writer     // progress lines
+	KeepDB       bool          // keep the database afterwards
+	Tokens       int           // requests to pre-sign for the window (default: from the warm-up's rate)
+	Wrk          string        // also drive with wrk: off (default), auto (when deploy/wrk.sh finds or installs it) or on
+	FloorRound   time.Duration // one round of the cost floor (default 300 ms; 5 rounds per algorithm)
 }
 
 func (c *Config) defaults() {
@@ -77,6 +81,9 @@ func (c *Config) defaults() {
 	if c.Log == nil {
 		c.Log = io.Discard
 	}
+	if c.FloorRound == 0 {
+		c.FloorRound = 300 * time.Millisecond
+	}
 }
 
 // Result is what a run measured.
@@ -103,15 +110,31 @@ type Result struct {
 	Answered      int64              `json:"answered_200_total"`
 	Audited       int64              `json:"audited_checks"`
 	AllAudited    bool               `json:"every_answer_audited"`
+	Generator     string             `json:"generator"`
+	PreSigned     int                `json:"pre_signed_requests"`
+	SignSeconds   float64            `json:"pre_sign_seconds"`
+	Measured      time.Duration      `json:"measured_ns"`
+	WindowCut     bool               `json:"window_cut_short,omitempty"` // the pre-signed requests ran out
+	CPU           CPUShare           `json:"cpu"`
+	Floor         Floor              `json:"floor"`
+	FloorRatio    float64            `json:"broker_cpu_per_check_over_p256_verify"`
 
-	CeilingRows   int64   `json:"ceiling_rows"`
-	CeilingRate   float64 `json:"group_commit_rows_per_second"`
-	CeilingRatio  float64 `json:"ratio_to_group_commit"`
-	OPADecisions  int64   `json:"opa_decisions"`
-	OPARate       float64 `json:"opa_decisions_per_second"`
-	OPARatio      float64 `json:"ratio_to_opa"`
-	OPALatencyP99 float64 `json:"opa_p99_ms"`
+	CeilingRows   int64              `json:"ceiling_rows"`
+	CeilingRate   float64            `json:"group_commit_rows_per_second"`
+	CeilingRatio  float64            `json:"ratio_to_group_commit"`
+	OPADecisions  int64              `json:"opa_decisions"`
+	OPARate       float64            `json:"opa_decisions_per_second"`
+	OPARatio      float64            `json:"ratio_to_opa"`
+	OPALatencyP99 float64            `json:"opa_p99_ms"`
+	OPALatency    map[string]float64 `json:"opa_latency_ms,omitempty"`
+	OPAErrors     map[string]int64   `json:"opa_errors,omitempty"`
+	OPACPU        CPUShare           `json:"opa_cpu"`
+
+	Wrk *WrkResult `json:"wrk,omitempty"`
 }
+
+// GeneratorName describes the built-in load generator in reports.
+const GeneratorName = "varsel-bench's own (raw HTTP/1.1, keep-alive)"
 
 // Run performs a whole load run.
 func Run(ctx context.Context, cfg Config) (*Result, error) {
@@ -120,6 +143,13 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		Duration: cfg.Duration, Errors: map[string]int64{}, Machine: machine()}
 	logf := func(format string, args ...any) { fmt.Fprintf(cfg.Log, format+"\n", args...) }
 
+	wrkBin, err := findWrk(ctx, cfg.Wrk, cfg.RepoDir, logf)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Duration+cfg.Warmup > tokenBudget-30*time.Second {
+		return nil, fmt.Errorf("--duration %s is too long: the window's pre-signed tokens live %s", cfg.Duration, auth.MaxLifetime)
+	}
 	dbURL, drop, err := createDatabase(ctx, cfg.ServerURL)
 	if err != nil {
 		return nil, err
@@ -140,6 +170,14 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	res.SeedSeconds = time.Since(seedStart).Seconds()
 	logf("seeded %d flags and %d audit entries in %.1f s", cfg.Flags, cfg.Entries, res.SeedSeconds)
 
+	pgPID := postmasterPID(ctx, dbURL)
+	if pgPID == 0 {
+		logf("PostgreSQL is not a local process: its CPU is not measured")
+	}
+
+	res.Floor = measureFloor(cfg.FloorRound, 5)
+	logf("cost floor (one core, thread CPU): P-256 ECDSA verify %.1f µs, Ed25519 verify %.1f µs", res.Floor.P256VerifyUs, res.Floor.Ed25519VerifyUs)
+
 	b, err := startBroker(ctx, cfg.Binary, dbURL, w.keyDir, cfg.Connections)
 	if err != nil {
 		return nil, err
@@ -147,8 +185,23 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	defer b.stop()
 	logf("broker pid %d at %s", b.cmd.Process.Pid, b.url)
 
-	if err := drive(ctx, cfg, w, b, res, logf); err != nil {
+	res.Generator = GeneratorName
+	if err := drive(ctx, cfg, w, b, pgPID, res, logf); err != nil {
 		return nil, err
+	}
+	if res.Floor.P256VerifyUs > 0 {
+		res.FloorRatio = res.CPUPerRequest * 1000 / res.Floor.P256VerifyUs
+	}
+	var tmp string
+	if wrkBin != "" {
+		if tmp, err = os.MkdirTemp("", "varsel-bench-wrk"); err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(tmp)
+		res.Wrk = &WrkResult{Binary: wrkBin, Threads: wrkThreads()}
+		if err := wrkBroker(ctx, cfg, w, b, pgPID, wrkBin, tmp, res, logf); err != nil {
+			return nil, err
+		}
 	}
 	b.stop()
 
@@ -156,9 +209,20 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	if !cfg.SkipOPA {
-		if err := opaReference(ctx, cfg, w, res, logf); err != nil {
+		o, err := startOPA(ctx, cfg)
+		if err != nil {
 			return nil, err
 		}
+		defer o.stop()
+		if err := opaReference(ctx, cfg, w, o, res, logf); err != nil {
+			return nil, err
+		}
+		if res.Wrk != nil {
+			if err := wrkOPA(ctx, cfg, w, o, wrkBin, tmp, res, logf); err != nil {
+				return nil, err
+			}
+		}
+		o.stop()
 	}
 	if cfg.Out != "" {
 		data, _ := json.MarshalIndent(res, "", "  ")

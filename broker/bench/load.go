@@ -2,7 +2,6 @@ package bench
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -24,6 +23,7 @@ import (
 
 	"varsel/audit"
 	auditpg "varsel/audit/postgres"
+	"varsel/broker/auth"
 )
 
 type brokerProc struct {
@@ -109,133 +109,75 @@ func procCPU(pid int) (float64, float64) {
 	return cpu, rss
 }
 
-func httpClient(conns int) *http.Client {
-	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-		MaxIdleConns: conns, MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns, IdleConnTimeout: time.Minute,
-		DialContext: (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
-	}}
-}
+// warmGuess is the check rate the warm-up's pre-signed pool is sized for;
+// a faster broker only ends the warm-up early.
+const warmGuess = 15000
 
-// drive runs the check load: warm-up, then the measured window.
-func drive(ctx context.Context, cfg Config, w *world, b *brokerProc, res *Result, logf func(string, ...any)) error {
-	hc := httpClient(cfg.Connections)
-	var (
-		measuring atomic.Bool
-		stop      atomic.Bool
-		requests  atomic.Int64
-		ok        atomic.Int64
-		answered  atomic.Int64 // every 200, warm-up included
-		prec      atomic.Int64
-		mu        sync.Mutex
-		errs      = map[string]int64{}
-		lats      = make([][]time.Duration, cfg.Connections)
-	)
-	var wg sync.WaitGroup
-	for g := 0; g < cfg.Connections; g++ {
-		wg.Add(1)
-		go func(g int) {
-			defer wg.Done()
-			r := mrand.New(mrand.NewPCG(uint64(g), 99))
-			lat := make([]time.Duration, 0, 1<<16)
-			for !stop.Load() {
-				e := w.caseworker[r.IntN(len(w.caseworker))]
-				subject := pick(r, w.unflagged)
-				if r.Float64() < cfg.FlaggedShare {
-					subject = pick(r, w.flagged)
-				}
-				body := []byte(`{"subject":"` + subject + `","purpose":"meeting"}`)
-				tok, err := e.signer.Token(e.emp, "POST", "/v1/checks", body)
-				if err != nil {
-					panic(err)
-				}
-				req, _ := http.NewRequestWithContext(ctx, "POST", b.url+"/v1/checks", bytes.NewReader(body))
-				req.Header.Set("Content-Type", "application/json")
-				req.Header.Set("Authorization", "Bearer "+tok)
-				start := time.Now()
-				resp, err := hc.Do(req)
-				d := time.Since(start)
-				m := measuring.Load()
-				if err != nil {
-					if m {
-						mu.Lock()
-						errs["transport"]++
-						mu.Unlock()
-						requests.Add(1)
-					}
-					continue
-				}
-				var out struct {
-					Result string `json:"result"`
-				}
-				if resp.StatusCode == 200 {
-					_ = json.NewDecoder(resp.Body).Decode(&out)
-					answered.Add(1)
-				}
-				resp.Body.Close()
-				if !m {
-					continue
-				}
-				requests.Add(1)
-				lat = append(lat, d)
-				if resp.StatusCode == 200 {
-					ok.Add(1)
-					if out.Result == "precautions" {
-						prec.Add(1)
-					}
-				} else {
-					mu.Lock()
-					errs[strconv.Itoa(resp.StatusCode)]++
-					mu.Unlock()
-				}
-			}
-			lats[g] = lat
-		}(g)
-	}
+// drive runs the check load with pre-signed requests: a warm-up (which
+// measures the rate the window's pool is sized from), the signing of that
+// pool with the broker idle, a second short warm-up, then the measured
+// window, in which the generator only sends and reads.
+func drive(ctx context.Context, cfg Config, w *world, b *brokerProc, pgPID int, res *Result, logf func(string, ...any)) error {
+	host := strings.TrimPrefix(b.url, "http://")
+	g := newGenerator(host, cfg.Connections)
+	g.hitMarker = []byte(`"result":"precautions"`)
+	defer g.close()
 
-	logf("warming up for %s with %d connections", cfg.Warmup, cfg.Connections)
-	time.Sleep(cfg.Warmup)
-	cpu0, _ := procCPU(b.cmd.Process.Pid)
-	measuring.Store(true)
-	start := time.Now()
-	ticker := time.NewTicker(5 * time.Second)
-	last, lastAt := int64(0), start
-	deadline := time.After(cfg.Duration)
-loop:
-	for {
-		select {
-		case <-deadline:
-			break loop
-		case <-ctx.Done():
-			break loop
-		case now := <-ticker.C:
-			n := requests.Load()
-			logf("t=%3.0fs  checks/s=%6.0f  total=%d  ok=%d", now.Sub(start).Seconds(), float64(n-last)/now.Sub(lastAt).Seconds(), n, ok.Load())
-			last, lastAt = n, now
-		}
+	t0 := time.Now()
+	warm, err := presign(ctx, w, host, int(cfg.Warmup.Seconds()*warmGuess)+10*cfg.Connections, cfg.FlaggedShare, 1)
+	if err != nil {
+		return err
 	}
-	measuring.Store(false)
-	elapsed := time.Since(start)
-	cpu1, rss := procCPU(b.cmd.Process.Pid)
-	stop.Store(true)
-	wg.Wait()
-	ticker.Stop()
+	logf("pre-signed %d warm-up requests in %.1f s; warming up for %s with %d connections", len(warm), time.Since(t0).Seconds(), cfg.Warmup, cfg.Connections)
+	wp := g.run(ctx, &requestPool{reqs: warm}, cfg.Warmup, nil)
+	if wp.OK == 0 {
+		return fmt.Errorf("warm-up: no check answered 200 (%s)", errorsText(wp.Errors))
+	}
+	rate := float64(wp.Requests) / wp.Elapsed.Seconds()
+	n := cfg.Tokens
+	if n == 0 {
+		n = int(rate*(cfg.Duration.Seconds()*2.5+1)) + 50*cfg.Connections
+	}
+	signStart := time.Now()
+	pool, err := presign(ctx, w, host, n, cfg.FlaggedShare, 2)
+	if err != nil {
+		return err
+	}
+	res.PreSigned, res.SignSeconds = n, time.Since(signStart).Seconds()
+	logf("warm-up rate %.0f/s; pre-signed %d requests for the window in %.1f s", rate, n, res.SignSeconds)
+	if time.Since(signStart)+cfg.Duration+2*time.Second > tokenBudget {
+		return fmt.Errorf("the window's tokens would expire before it ends: signing took %.0f s, --duration is %s, tokens live %s",
+			res.SignSeconds, cfg.Duration, auth.MaxLifetime)
+	}
+	// Signing left the broker idle: warm it up again, briefly, from the pool.
+	rw := g.run(ctx, &requestPool{reqs: pool[:min(len(pool), int(rate)+1)]}, time.Second, nil)
+	pool = pool[min(len(pool), int(rate)+1):]
 
-	var all []time.Duration
-	for _, l := range lats {
-		all = append(all, l...)
+	meter := cpuMeter{serverPID: b.cmd.Process.Pid, pgPID: pgPID}
+	c0 := meter.read()
+	last, lastAt := int64(0), time.Duration(0)
+	ph := g.run(ctx, &requestPool{reqs: pool}, cfg.Duration, func(at time.Duration, n int64) {
+		logf("t=%3.0fs  checks/s=%6.0f  total=%d", at.Seconds(), float64(n-last)/(at-lastAt).Seconds(), n)
+		last, lastAt = n, at
+	})
+	c1 := meter.read()
+	if ph.Drained {
+		logf("the pre-signed requests ran out after %.1f s of the %s window: the window ends there", ph.Elapsed.Seconds(), cfg.Duration)
+		res.WindowCut = true
 	}
-	res.Requests, res.OK, res.Precautions = requests.Load(), ok.Load(), prec.Load()
-	res.Errors = errs
-	res.RPS = float64(res.Requests) / elapsed.Seconds()
-	res.Latency = percentiles(all)
-	res.BrokerCPU = cpu1 - cpu0
-	if res.Requests > 0 {
-		res.CPUPerRequest = res.BrokerCPU * 1000 / float64(res.Requests)
-	}
-	res.PeakRSSMiB = rss
-	logf("measured %d checks in %.1f s: %.0f/s, p50 %.2f ms, p99 %.2f ms, max %.2f ms, errors %v",
-		res.Requests, elapsed.Seconds(), res.RPS, res.Latency["p50"], res.Latency["p99"], res.Latency["max"], errs)
-	res.Answered = answered.Load()
+	res.Requests, res.OK, res.Precautions = ph.Requests, ph.OK, ph.Hits
+	res.Errors = ph.Errors
+	res.Measured = ph.Elapsed
+	res.RPS = float64(ph.Requests) / ph.Elapsed.Seconds()
+	res.Latency = percentiles(ph.Latency)
+	res.CPU = share(c0, c1, ph.Requests, pgPID > 0)
+	res.BrokerCPU = res.CPU.Server
+	res.CPUPerRequest = res.CPU.ServerMs
+	res.PeakRSSMiB = c1.rss
+	res.Answered = wp.Answered + rw.Answered + ph.Answered
+	logf("measured %d checks in %.1f s: %.0f/s, p50 %.2f ms, p99 %.2f ms, max %.2f ms, errors %v; CPU ms per check: generator %.3f, broker %.3f, postgres %.3f, other %.3f",
+		res.Requests, ph.Elapsed.Seconds(), res.RPS, res.Latency["p50"], res.Latency["p99"], res.Latency["max"], ph.Errors,
+		res.CPU.GeneratorMs, res.CPU.ServerMs, res.CPU.PostgresMs, res.CPU.OtherMs)
 	return nil
 }
 
@@ -305,96 +247,99 @@ func ceiling(ctx context.Context, dbURL string, cfg Config, res *Result, logf fu
 	return nil
 }
 
-// opaReference runs a stock OPA server on the same policies and drives
-// the same disclosure decision over loopback HTTP.
-func opaReference(ctx context.Context, cfg Config, w *world, res *Result, logf func(string, ...any)) error {
+// opaServer builds and starts a stock OPA server on the same policies.
+type opaServer struct {
+	cmd  *exec.Cmd
+	addr string
+}
+
+func startOPA(ctx context.Context, cfg Config) (*opaServer, error) {
 	bin := filepath.Join(os.TempDir(), "varsel-bench-opa")
 	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/open-policy-agent/opa")
 	build.Dir = cfg.RepoDir
 	if out, err := build.CombinedOutput(); err != nil {
-		return fmt.Errorf("build opa: %v: %s", err, out)
+		return nil, fmt.Errorf("build opa: %v: %s", err, out)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	addr := ln.Addr().String()
 	ln.Close()
 	cmd := exec.CommandContext(ctx, bin, "run", "--server", "--addr", addr, "--log-level", "error",
 		"--ignore", "*_test.rego", filepath.Join(cfg.RepoDir, "policies"))
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start opa: %w", err)
+		return nil, fmt.Errorf("start opa: %w", err)
 	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	hc := httpClient(cfg.Connections)
-	url := "http://" + addr + "/v1/data/disclosure/decision"
+	o := &opaServer{cmd: cmd, addr: addr}
+	hc := &http.Client{Timeout: 5 * time.Second}
 	for i := 0; ; i++ {
 		resp, err := hc.Get("http://" + addr + "/health")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
-				break
+				return o, nil
 			}
 		}
 		if i > 100 {
-			return fmt.Errorf("opa server did not start")
+			o.stop()
+			return nil, fmt.Errorf("opa server did not start")
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	var stop atomic.Bool
-	var n atomic.Int64
-	var mu sync.Mutex
-	var all []time.Duration
-	var wg sync.WaitGroup
-	for g := 0; g < cfg.Connections; g++ {
-		wg.Add(1)
-		go func(g int) {
-			defer wg.Done()
-			r := mrand.New(mrand.NewPCG(uint64(g), 7))
-			var lat []time.Duration
-			for !stop.Load() {
-				e := w.caseworker[r.IntN(len(w.caseworker))]
-				flags := []map[string]any{}
-				if r.Float64() < cfg.FlaggedShare && len(w.flagMeta) > 0 {
-					flags = w.flagMeta[r.IntN(len(w.flagMeta))]
-				}
-				in := map[string]any{"input": map[string]any{
-					"principal": map[string]any{"agency": e.signer.Agency, "agency_kind": e.kind, "role": e.emp.Role, "office": e.emp.Office, "sub": e.emp.Sub},
-					"purpose":   "meeting", "emergency": false, "flags": flags, "time": time.Now().UTC().Format(time.RFC3339Nano)}}
-				body, _ := json.Marshal(in)
-				start := time.Now()
-				resp, err := hc.Post(url, "application/json", bytes.NewReader(body))
-				if err != nil {
-					continue
-				}
-				var out struct {
-					Result struct {
-						Allow bool `json:"allow"`
-					} `json:"result"`
-				}
-				_ = json.NewDecoder(resp.Body).Decode(&out)
-				resp.Body.Close()
-				if resp.StatusCode == 200 && out.Result.Allow {
-					n.Add(1)
-					lat = append(lat, time.Since(start))
-				}
-			}
-			mu.Lock()
-			all = append(all, lat...)
-			mu.Unlock()
-		}(g)
+}
+
+func (o *opaServer) stop() { _ = o.cmd.Process.Kill(); _ = o.cmd.Wait() }
+
+// opaRequests builds n requests for the disclosure decision, with the
+// input the broker gives the same policy for a check (the same share of
+// flagged people, the flags as the broker reads them).
+func opaRequests(cfg Config, w *world, host string, n int) [][]byte {
+	r := mrand.New(mrand.NewPCG(7, 7))
+	out := make([][]byte, n)
+	now := time.Now().UTC().Format(time.RFC3339Nano)
+	for i := range out {
+		e := w.caseworker[r.IntN(len(w.caseworker))]
+		flags := []map[string]any{}
+		if r.Float64() < cfg.FlaggedShare && len(w.flagMeta) > 0 {
+			flags = w.flagMeta[r.IntN(len(w.flagMeta))]
+		}
+		in := map[string]any{"input": map[string]any{
+			"principal": map[string]any{"agency": e.signer.Agency, "agency_kind": e.kind, "role": e.emp.Role, "office": e.emp.Office, "sub": e.emp.Sub},
+			"purpose":   "meeting", "emergency": false, "flags": flags, "time": now}}
+		body, _ := json.Marshal(in)
+		out[i] = rawRequest(host, opaPath, "", body)
 	}
-	start := time.Now()
-	time.Sleep(cfg.OPADuration)
-	stop.Store(true)
-	took := time.Since(start)
-	wg.Wait()
-	res.OPADecisions = n.Load()
-	res.OPARate = float64(res.OPADecisions) / took.Seconds()
-	res.OPALatencyP99 = percentiles(all)["p99"]
+	return out
+}
+
+const opaPath = "/v1/data/disclosure/decision"
+
+// opaReference drives the stock OPA server with the same generator and
+// connection count as the broker: a second of warm-up, then the window.
+func opaReference(ctx context.Context, cfg Config, w *world, o *opaServer, res *Result, logf func(string, ...any)) error {
+	g := newGenerator(o.addr, cfg.Connections)
+	g.okMarker = []byte(`"allow":true`)
+	defer g.close()
+	pool := &requestPool{reqs: opaRequests(cfg, w, o.addr, 10_000), cycle: true}
+	if wp := g.run(ctx, pool, time.Second, nil); wp.OK == 0 {
+		return fmt.Errorf("opa server: no decision allowed in the warm-up (%s)", errorsText(wp.Errors))
+	}
+	meter := cpuMeter{serverPID: o.cmd.Process.Pid}
+	c0 := meter.read()
+	ph := g.run(ctx, pool, cfg.OPADuration, nil)
+	c1 := meter.read()
+	res.OPADecisions = ph.OK
+	res.OPARate = float64(ph.OK) / ph.Elapsed.Seconds()
+	lat := percentiles(ph.Latency)
+	res.OPALatencyP99 = lat["p99"]
+	res.OPALatency = lat
+	res.OPAErrors = ph.Errors
+	res.OPACPU = share(c0, c1, ph.Requests, false)
 	if res.OPARate > 0 {
 		res.OPARatio = res.RPS / res.OPARate
 	}
-	logf("stock OPA server: %d decisions in %.1f s = %.0f/s, p99 %.2f ms (ratio %.2f)", res.OPADecisions, took.Seconds(), res.OPARate, res.OPALatencyP99, res.OPARatio)
+	logf("stock OPA server: %d decisions in %.1f s = %.0f/s, p99 %.2f ms (ratio %.2f); CPU ms per decision: generator %.3f, opa %.3f",
+		res.OPADecisions, ph.Elapsed.Seconds(), res.OPARate, res.OPALatencyP99, res.OPARatio, res.OPACPU.GeneratorMs, res.OPACPU.ServerMs)
 	return nil
 }

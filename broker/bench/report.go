@@ -12,17 +12,53 @@ func Summary(r *Result) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "machine:        %s\n", r.Machine)
 	fmt.Fprintf(&b, "seeded:         %d flags, %d audit entries (%.0f s)\n", r.Flags, r.Entries, r.SeedSeconds)
-	fmt.Fprintf(&b, "load:           POST /v1/checks, %d connections, %s measured, 10%% flagged people\n", r.Connections, r.Duration)
+	fmt.Fprintf(&b, "load:           POST /v1/checks, %d connections, %s measured, 10%% flagged people, %s keys\n", r.Connections, measured(r), algOr(r.Alg))
+	if r.Generator != "" {
+		fmt.Fprintf(&b, "generator:      %s (%d requests signed in %.1f s before the window)\n", r.Generator, r.PreSigned, r.SignSeconds)
+	}
 	fmt.Fprintf(&b, "checks/s:       %.0f  (%d requests, %d ok, %d with precautions)\n", r.RPS, r.Requests, r.OK, r.Precautions)
 	fmt.Fprintf(&b, "latency ms:     p50 %.2f  p90 %.2f  p99 %.2f  max %.2f\n", r.Latency["p50"], r.Latency["p90"], r.Latency["p99"], r.Latency["max"])
 	fmt.Fprintf(&b, "errors:         %s\n", errorsText(r.Errors))
 	fmt.Fprintf(&b, "broker:         %.1f CPU s, %.3f CPU ms per request, peak RSS %.0f MiB\n", r.BrokerCPU, r.CPUPerRequest, r.PeakRSSMiB)
+	if r.CPU.MachineCPUs > 0 {
+		fmt.Fprintf(&b, "CPU ms/check:   %s\n", cpuText(r.CPU, "broker"))
+	}
+	if r.Floor.P256VerifyUs > 0 {
+		fmt.Fprintf(&b, "cost floor:     one P-256 verify %.1f µs, one Ed25519 verify %.1f µs (one core) -> broker CPU per check = %.2f × P-256 verify\n",
+			r.Floor.P256VerifyUs, r.Floor.Ed25519VerifyUs, r.FloorRatio)
+	}
 	fmt.Fprintf(&b, "audited:        %d check entries for %d answers (every answer audited: %v)\n", r.Audited, r.Answered, r.AllAudited)
 	fmt.Fprintf(&b, "group commit:   %.0f rows/s alone -> ratio %.2f\n", r.CeilingRate, r.CeilingRatio)
 	if r.OPARate > 0 {
 		fmt.Fprintf(&b, "stock OPA:      %.0f decisions/s (p99 %.2f ms) -> ratio %.2f\n", r.OPARate, r.OPALatencyP99, r.OPARatio)
+		if r.OPACPU.MachineCPUs > 0 {
+			fmt.Fprintf(&b, "OPA CPU ms/dec: %s\n", cpuText(r.OPACPU, "opa"))
+		}
+	}
+	if w := r.Wrk; w != nil {
+		fmt.Fprintf(&b, "wrk checks/s:   %.0f  (%d requests, %d ok, %d pre-signed), p50 %.2f p99 %.2f max %.2f ms, errors %s\n",
+			w.Broker.RPS, w.Broker.Requests, w.Broker.OK, w.Broker.PreSigned, w.Broker.Latency["p50"], w.Broker.Latency["p99"], w.Broker.Latency["max"], errorsText(w.Broker.Errors))
+		fmt.Fprintf(&b, "wrk CPU ms:     %s\n", cpuText(w.Broker.CPU, "broker"))
+		if w.OPA != nil {
+			fmt.Fprintf(&b, "wrk stock OPA:  %.0f decisions/s (p99 %.2f ms) -> ratio %.2f; CPU ms/decision %s\n", w.OPA.RPS, w.OPA.Latency["p99"], w.OPARatio, cpuText(w.OPA.CPU, "opa"))
+		}
 	}
 	return b.String()
+}
+
+func measured(r *Result) string {
+	if r.WindowCut && r.Measured > 0 {
+		return fmt.Sprintf("%.1fs (of %s: the pre-signed requests ran out)", r.Measured.Seconds(), r.Duration)
+	}
+	return r.Duration.String()
+}
+
+func cpuText(c CPUShare, server string) string {
+	s := fmt.Sprintf("generator %.3f, %s %.3f", c.GeneratorMs, server, c.ServerMs)
+	if c.Postgres > 0 {
+		s += fmt.Sprintf(", postgres %.3f", c.PostgresMs)
+	}
+	return s + fmt.Sprintf(", other processes %.3f (machine busy %.0f of %.0f CPU s)", c.OtherMs, c.MachineBusy, c.MachineCPUs)
 }
 
 func errorsText(m map[string]int64) string {
@@ -50,33 +86,56 @@ func UpdateMarkdown(path, name string, r *Result) error {
 	if err != nil && !os.IsNotExist(err) {
 		return err
 	}
-	section := fmt.Sprintf(`%s
-## Load: POST /v1/checks end to end, %s run (measured by `+"`varsel-bench`"+`)
-
-Run %s on %s.
-
-`+"```sh\n%s\n```"+`
-
-| figure | value |
-|---|---|
-| seeded | %d flags, %d audit entries (seeding took %.0f s) |
-| load | %d connections, %s measured after a warm-up, 10 %% of checks on flagged people, a fresh %s token per request |
-| checks per second | **%.0f** (%d requests, %d answered 200, %d with precautions) |
-| latency p50 / p90 / p99 / max | %.2f / %.2f / **%.2f** / %.2f ms |
-| errors | %s |
-| broker CPU | %.1f s in all, **%.3f ms per request** |
-| broker peak RSS | **%.0f MiB** |
-| audited | %d check entries for %d answers: every answer audited = %v |
-| group-commit ceiling (writer alone, same rows, same concurrency) | %.0f rows/s → ratio **%.2f** |
-| stock OPA server, same policy and input, loopback HTTP | %.0f decisions/s, p99 %.2f ms → ratio **%.2f** |
-
-The load generator runs on the same two cores as the broker and PostgreSQL.
-%s
-`, mdStart, name, r.StartedAt.Format("2006-01-02 15:04 MST"), r.Machine, r.Command,
-		r.Flags, r.Entries, r.SeedSeconds, r.Connections, r.Duration, algOr(r.Alg), r.RPS, r.Requests, r.OK, r.Precautions,
-		r.Latency["p50"], r.Latency["p90"], r.Latency["p99"], r.Latency["max"], errorsText(r.Errors),
-		r.BrokerCPU, r.CPUPerRequest, r.PeakRSSMiB, r.Audited, r.Answered, r.AllAudited,
-		r.CeilingRate, r.CeilingRatio, r.OPARate, r.OPALatencyP99, r.OPARatio, mdEnd)
+	var rows strings.Builder
+	row := func(k, format string, args ...any) {
+		fmt.Fprintf(&rows, "| %s | "+format+" |\n", append([]any{k}, args...)...)
+	}
+	row("seeded", "%d flags, %d audit entries (seeding took %.0f s)", r.Flags, r.Entries, r.SeedSeconds)
+	gen := "a fresh " + algOr(r.Alg) + " token per request"
+	if r.Generator != "" {
+		gen = fmt.Sprintf("%s keys; generator: %s, sending %d requests signed (a fresh jti each) in %.1f s before the window", algOr(r.Alg), r.Generator, r.PreSigned, r.SignSeconds)
+	}
+	row("load", "%d connections, %s measured after a warm-up, 10 %% of checks on flagged people, %s", r.Connections, measured(r), gen)
+	row("checks per second", "**%.0f** (%d requests, %d answered 200, %d with precautions)", r.RPS, r.Requests, r.OK, r.Precautions)
+	row("latency p50 / p90 / p99 / max", "%.2f / %.2f / **%.2f** / %.2f ms", r.Latency["p50"], r.Latency["p90"], r.Latency["p99"], r.Latency["max"])
+	row("errors", "%s", errorsText(r.Errors))
+	row("broker CPU", "%.1f s in all, **%.3f ms per request**", r.BrokerCPU, r.CPUPerRequest)
+	if r.CPU.MachineCPUs > 0 {
+		row("CPU ms per check", "%s", cpuText(r.CPU, "broker"))
+	}
+	if r.Floor.P256VerifyUs > 0 {
+		sig := 100 * r.Floor.P256VerifyUs / (r.CPUPerRequest * 1000)
+		if algOr(r.Alg) == "EdDSA" {
+			sig = 100 * r.Floor.Ed25519VerifyUs / (r.CPUPerRequest * 1000)
+		}
+		row("cost floor (one core, same run)", "one bare P-256 ECDSA verification %.1f µs, one Ed25519 verification %.1f µs → broker CPU per check = **%.2f × one P-256 verification**; a bare %s verification is %.0f %% of it, everything else %.0f µs",
+			r.Floor.P256VerifyUs, r.Floor.Ed25519VerifyUs, r.FloorRatio, algOr(r.Alg), sig, r.CPUPerRequest*1000*(1-sig/100))
+	}
+	row("broker peak RSS", "**%.0f MiB**", r.PeakRSSMiB)
+	row("audited", "%d check entries for %d answers: every answer audited = %v", r.Audited, r.Answered, r.AllAudited)
+	row("group-commit ceiling (writer alone, same rows, same concurrency)", "%.0f rows/s → ratio **%.2f**", r.CeilingRate, r.CeilingRatio)
+	opa := "stock OPA server, same policy and input, loopback HTTP"
+	if r.Generator != "" {
+		opa += ", same generator and connections"
+	}
+	row(opa, "%.0f decisions/s, p99 %.2f ms → ratio **%.2f**", r.OPARate, r.OPALatencyP99, r.OPARatio)
+	if r.OPACPU.MachineCPUs > 0 {
+		row("CPU ms per OPA decision", "%s", cpuText(r.OPACPU, "opa"))
+	}
+	if w := r.Wrk; w != nil {
+		row("wrk (same broker, after the window above)", "**%.0f** checks/s (%d requests, %d answered 2xx, %d pre-signed), p50 / p90 / p99 / max %.2f / %.2f / **%.2f** / %.2f ms, errors %s",
+			w.Broker.RPS, w.Broker.Requests, w.Broker.OK, w.Broker.PreSigned, w.Broker.Latency["p50"], w.Broker.Latency["p90"], w.Broker.Latency["p99"], w.Broker.Latency["max"], errorsText(w.Broker.Errors))
+		row("CPU ms per check under wrk", "%s", cpuText(w.Broker.CPU, "broker"))
+		if w.OPA != nil {
+			row("stock OPA server under wrk", "%.0f decisions/s, p99 %.2f ms → ratio **%.2f**; CPU ms per decision: %s", w.OPA.RPS, w.OPA.Latency["p99"], w.OPARatio, cpuText(w.OPA.CPU, "opa"))
+		}
+	}
+	note := "The load generator runs on the same two cores as the broker and PostgreSQL."
+	if r.Generator != "" {
+		note = "The load generator, the broker and PostgreSQL share the machine's cores; \"other processes\" is the machine's busy CPU in the window that none of them used (other work on the machine). Ratios are from the same run."
+	}
+	section := fmt.Sprintf("%s\n## Load: POST /v1/checks end to end, %s run (measured by `varsel-bench`)\n\nRun %s on %s.\n\n```sh\n%s\n```\n\n| figure | value |\n|---|---|\n%s\n%s\n%s\n",
+		mdStart, name, r.StartedAt.Format("2006-01-02 15:04 MST"), r.Machine, r.Command, rows.String(), note, mdEnd)
 	text := string(old)
 	if i, j := strings.Index(text, mdStart), strings.Index(text, mdEnd); i >= 0 && j > i {
 		text = text[:i] + strings.TrimSuffix(section, "\n") + text[j+len(mdEnd):]

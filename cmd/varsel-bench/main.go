@@ -36,13 +36,20 @@ const help = `Usage: varsel-bench [flags]
 varsel-bench load-tests the Varsel broker end to end. It creates a fresh
 database on a PostgreSQL server, seeds it with flags and audit entries, starts
 a varsel binary as the broker ("varsel serve" on 127.0.0.1, a separate
-process), and drives POST /v1/checks from many connections, each request with
-a freshly signed token. It reports checks per second, latency percentiles, the
-broker's CPU per request and peak RSS, and whether every answer was audited,
-next to two references measured in the same run on the same machine: the
-audit writer alone (the group-commit ceiling) and a stock OPA server
-evaluating the same policy over loopback HTTP. The database is dropped at
-the end.
+process), and drives POST /v1/checks from many connections. Every request's
+token (a fresh jti each) is signed, on all cores, before the measured window,
+so that in the window the load generator spends its CPU on HTTP alone. It
+reports checks per second, latency percentiles, the CPU per request of the
+generator, the broker and PostgreSQL (and what other processes used), the
+broker's peak RSS, and whether every answer was audited, next to references
+measured in the same run on the same machine: the cost floor (the CPU of one
+bare P-256 ECDSA and one Ed25519 verification on one core), the audit writer
+alone (the group-commit ceiling) and a stock OPA server evaluating the same
+policy over loopback HTTP, driven by the same generator with the same
+connections. With --wrk it also drives the broker and the OPA server with
+wrk (a C load generator; deploy/wrk.sh installs Debian's package as root)
+fed pre-signed requests by a Lua script, and reports both. The database is
+dropped at the end.
 
 It needs a varsel binary (--varsel; by default the one next to this
 executable, where "make build" puts both), a PostgreSQL server it may create
@@ -55,8 +62,11 @@ policies/ (--skip-opa does without it).
 Example, the short run of "make bench":
 
   make build
-  bin/varsel-bench --flags 100000 --entries 1000000 --duration 20s --opa-duration 10s \
+  bin/varsel-bench --flags 100000 --entries 1000000 --duration 20s --opa-duration 10s --wrk auto \
     --out .data/bench-result.json --markdown docs/performance.md --section short
+
+The window's tokens must all be sent within their 300 s lifetime, so
+--duration is at most about 4 minutes.
 
 Flags:
 `
@@ -80,6 +90,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	out := fs.String("out", "bench-result.json", "JSON result file")
 	md := fs.String("markdown", "", "update the load section of this Markdown file (e.g. docs/performance.md)")
 	section := fs.String("section", "full", `name of the Markdown section to write ("full", "short")`)
+	tokens := fs.Int("tokens", 0, "requests to pre-sign for the window (default: 2.5 × the warm-up's rate × duration)")
+	wrk := fs.String("wrk", "off", "also drive the broker and the OPA server with wrk: off, auto (when deploy/wrk.sh finds or installs it) or on")
 	fromJSON := fs.String("report", "", "do not run: render the result file of an earlier run (with --markdown)")
 	// Not fs.Usage: the flag package would print it on every parse error.
 	usage := func() {
@@ -120,7 +132,7 @@ pprof on ADDR during the run.
 	}
 	cfg := bench.Config{Command: strings.TrimSpace("varsel-bench " + strings.Join(args, " ")), ServerURL: *server, Binary: binary,
 		RepoDir: schematest.RepoRoot(), Flags: *flags, Entries: *entries, Connections: *conns, Duration: *dur, Warmup: *warm,
-		OPADuration: *opaDur, SkipOPA: *skipOPA, Alg: *alg, Out: *out, Log: stderr}
+		OPADuration: *opaDur, SkipOPA: *skipOPA, Alg: *alg, Out: *out, Log: stderr, Tokens: *tokens, Wrk: *wrk}
 	res, err := bench.Run(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("bench: %w", err)
