@@ -158,6 +158,13 @@ func runAuditVerify(ctx context.Context, args []string, o cmdIO) error {
 		if rep, err = audit.Verify(ctx, src, verifier, origin); err != nil {
 			return fmt.Errorf("audit verify: %w", err)
 		}
+		if rep.OK() {
+			// The stored tree (what the tiles and proofs are built from)
+			// must hash to the entries too.
+			if _, err := (&auditpg.Store{Pool: db.Pool}).CheckStoredTree(ctx); err != nil {
+				return fmt.Errorf("audit verify: FAILED: the stored Merkle tree: %w", err)
+			}
+		}
 	}
 	took := time.Since(start)
 	if !rep.OK() {
