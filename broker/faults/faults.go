@@ -110,10 +110,10 @@ type Row struct {
 	NoEntry        int            `json:"ok_without_entry"`
 	Verify         string         `json:"audit_verify"`
 	Entries        int64          `json:"log_entries"`
-	Window         float64        `json:"fault_seconds"`       // injection to repair
-	Disrupted      float64        `json:"disrupted_seconds"`   // first to last failed answer
-	Recover        float64        `json:"recover_seconds"`     // repair to every replica answering 2xx again
-	Checkpoint     float64        `json:"checkpoint_seconds"`  // repair to the next signed checkpoint (Vault)
+	Window         float64        `json:"fault_seconds"`      // injection to repair
+	Disrupted      float64        `json:"disrupted_seconds"`  // first to last failed answer
+	Recover        float64        `json:"recover_seconds"`    // repair to every replica answering 2xx again
+	Checkpoint     float64        `json:"checkpoint_seconds"` // repair to the next signed checkpoint (Vault)
 	Notes          []string       `json:"notes,omitempty"`
 }
 
