@@ -439,7 +439,7 @@ func (h *harness) inject(ctx context.Context, fault string, row *Row) (time.Time
 		if err := r1.signal(syscall.SIGTERM, 30*time.Second); err != nil {
 			return time.Time{}, err
 		}
-		row.Notes = append(row.Notes, fmt.Sprintf("drained and exited in %.2f s", time.Since(start).Seconds()))
+		row.Notes = append(row.Notes, fmt.Sprintf("Drained and exited in %.2f s", time.Since(start).Seconds()))
 		time.Sleep(h.cfg.Hold)
 		t := time.Now()
 		return t, r1.start(ctx)
@@ -509,13 +509,18 @@ func (h *harness) inject(ctx context.Context, fault string, row *Row) (time.Time
 			}
 		}
 		if !h.primary.running() {
-			row.Notes = append(row.Notes, "the primary stopped; started again once the volume was freed")
+			row.Notes = append(row.Notes, "The primary stopped; it was started again once the volume was freed, and the standby caught up")
 			if err := h.primary.start(); err != nil {
 				return t, err
 			}
 		}
 		return t, h.primary.waitSync(ctx, "pg2", 60*time.Second)
 	case FaultFailover:
+		var state string
+		if err := h.primary.queryRow(ctx, "postgres", "SELECT coalesce(max(sync_state), 'none') FROM pg_stat_replication WHERE application_name = 'pg2'", &state); err != nil {
+			return time.Time{}, err
+		}
+		row.Notes = append(row.Notes, fmt.Sprintf("When the primary was killed the standby's sync_state was %q", state))
 		if err := h.primary.kill(); err != nil {
 			return time.Time{}, err
 		}

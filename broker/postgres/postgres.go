@@ -42,7 +42,13 @@ func Open(ctx context.Context, url string, opt Options) (*DB, error) {
 	if opt.MaxConns > 0 {
 		cfg.MaxConns = opt.MaxConns
 	}
-	cfg.ConnConfig.ConnectTimeout = 5 * time.Second
+	// Per host of a multi-host URL: a primary that went away without a
+	// word (a partition, a frozen machine) must not hold every new
+	// connection for long before the next host is tried. The URL's
+	// connect_timeout wins when it gives one.
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = 5 * time.Second
+	}
 	if opt.Role != "" {
 		role := opt.Role
 		cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
