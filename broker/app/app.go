@@ -367,10 +367,7 @@ func OpenKeys(ctx context.Context, spec, brokerID string, vc keys.VaultConfig, l
 
 // sweepJTIs removes expired token ids.
 func (a *App) sweepJTIs(ctx context.Context) {
-	// The machine's clock, not the decision clock: a token id must be kept
-	// for as long as any replica could still accept its token, and a
-	// replica whose clock runs ahead must not sweep it early for the others.
-	if _, err := a.DB.SweepJTIs(ctx, time.Now()); err != nil && ctx.Err() == nil {
+	if _, err := a.DB.SweepJTIs(ctx); err != nil && ctx.Err() == nil {
 		a.log.Warn("sweep token ids", "err", err)
 	}
 }
