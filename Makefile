@@ -6,7 +6,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LISTEN  ?= 127.0.0.1:8080
 
 .DEFAULT_GOAL := help
-.PHONY: help build run run-vault test lint bench stop wipe
+.PHONY: help build run run-vault test test-faults lint bench stop wipe
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -30,6 +30,10 @@ run-vault: build ## like run, but with a dev Vault on loopback holding the keys 
 
 test: ## run every test (starts its own Postgres unless DATABASE_URL is set)
 	GO=$(GO) deploy/test.sh
+
+test-faults: build ## the fault harness: every fault under load (about 5 minutes); rewrites docs/reliability.md
+	@vault=$$(deploy/vault/build.sh) && \
+	$(BENCH) faults --vault "$$vault" --markdown docs/reliability.md --out .data/faults-result.json
 
 lint: ## gofmt, go vet, opa fmt and opa check --strict
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi

@@ -25,3 +25,10 @@ fi
 if grep -q 'func FuzzVerify' broker/auth/*_test.go 2>/dev/null; then
   "$go" test -run '^$' -fuzz '^FuzzVerify$' -fuzztime "${FUZZTIME:-20s}" ./broker/auth
 fi
+# Every request body decoder of the API and the export reader, a few
+# seconds each (FUZZTIME_EACH=1m for longer); their seed corpora ran above.
+for pkg in ./broker/strict ./audit; do
+  for target in $("$go" test -list '^Fuzz' "$pkg" | grep '^Fuzz'); do
+    "$go" test -run '^$' -fuzz "^$target\$" -fuzztime "${FUZZTIME_EACH:-3s}" "$pkg"
+  done
+done

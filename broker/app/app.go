@@ -83,6 +83,10 @@ type Config struct {
 	// Now is the clock of decisions (validity, expiry, emergency windows);
 	// nil for time.Now. Tests move it instead of sleeping.
 	Now func() time.Time
+
+	// TokenNow is the clock tokens' iat and exp are checked against; nil
+	// for time.Now. Only a fault test that skews a replica's clock sets it.
+	TokenNow func() time.Time
 }
 
 // App is the running broker. Its exported parts are there for tests and
@@ -273,6 +277,7 @@ func (a *App) open(ctx context.Context) error {
 		Keys:     &auth.KeyCache{Registry: db},
 		Replay:   &auth.Replay{}, // across replicas: the audit append records each jti
 		Logger:   a.log,
+		Now:      c.TokenNow,
 	}
 	a.Notifier = &postgres.Notifier{URL: c.DatabaseURL, Logger: a.log}
 	jws, jwk, err := keys.BrokerJWS(signer, verifierKey, service.WebhookType)
@@ -370,7 +375,7 @@ func OpenKeys(ctx context.Context, spec, brokerID string, vc keys.VaultConfig, l
 
 // sweepJTIs removes expired token ids.
 func (a *App) sweepJTIs(ctx context.Context) {
-	if _, err := a.DB.SweepJTIs(ctx, a.cfg.Now()); err != nil && ctx.Err() == nil {
+	if _, err := a.DB.SweepJTIs(ctx); err != nil && ctx.Err() == nil {
 		a.log.Warn("sweep token ids", "err", err)
 	}
 }

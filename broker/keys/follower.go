@@ -36,6 +36,7 @@ type Follower struct {
 	// Interval). A rotation must wait longer than Interval + MaxAge.
 	Interval time.Duration
 	MaxAge   time.Duration
+	Retry    time.Duration // after a failed read (default 250 ms)
 
 	mu       sync.Mutex
 	loaded   []broker.SubjectKeyLink // the chain keys holds
@@ -156,9 +157,19 @@ func (f *Follower) reload(ctx context.Context) error {
 	return nil
 }
 
-// Run reloads every Interval until ctx ends.
+// Run reloads every Interval until ctx ends. After a failed read it tries
+// again every Retry (default 250 ms, at most Interval), so that a replica
+// whose keys went stale while the database was away (a failover) serves
+// checks again within a fraction of a second of the database's return,
+// not an Interval later. Staleness counts time since the last good read,
+// so trying more often never makes the keys look fresher than they are.
 func (f *Follower) Run(ctx context.Context) {
-	t := time.NewTicker(f.Interval)
+	retry := f.Retry
+	if retry <= 0 {
+		retry = 250 * time.Millisecond
+	}
+	retry = min(retry, f.Interval)
+	t := time.NewTimer(f.Interval)
 	defer t.Stop()
 	for {
 		select {
@@ -166,7 +177,16 @@ func (f *Follower) Run(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		_ = f.Reload(ctx)
+		// One read may not hang past the next: a connection to a server
+		// that went away can take its whole connect timeout.
+		rctx, cancel := context.WithTimeout(ctx, f.Interval)
+		err := f.Reload(rctx)
+		cancel()
+		if err != nil {
+			t.Reset(retry)
+		} else {
+			t.Reset(f.Interval)
+		}
 	}
 }
 

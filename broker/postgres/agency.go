@@ -27,7 +27,7 @@ func (db *DB) CreateAgency(ctx context.Context, a *broker.Agency, keys []broker.
 	if e == nil {
 		return errNoEntry
 	}
-	return pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+	return db.auditedTx(ctx, func(tx pgx.Tx) error {
 		offices := a.Offices
 		if offices == nil {
 			offices = []string{}
@@ -116,7 +116,7 @@ func (db *DB) SetAgencyStatus(ctx context.Context, id, status string, e *audit.E
 	if e == nil {
 		return errNoEntry
 	}
-	return pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+	return db.auditedTx(ctx, func(tx pgx.Tx) error {
 		var current string
 		err := tx.QueryRow(ctx, `SELECT status FROM agencies WHERE id = $1 FOR UPDATE`, id).Scan(&current)
 		if errors.Is(err, pgx.ErrNoRows) {
@@ -140,7 +140,7 @@ func (db *DB) AddKeys(ctx context.Context, agencyID string, keys []broker.Agency
 	if e == nil {
 		return errNoEntry
 	}
-	return pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+	return db.auditedTx(ctx, func(tx pgx.Tx) error {
 		var exists bool
 		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM agencies WHERE id = $1)`, agencyID).Scan(&exists); err != nil {
 			return fmt.Errorf("look up agency %s: %w", agencyID, err)
@@ -162,7 +162,7 @@ func (db *DB) RetireKey(ctx context.Context, agencyID, kid string, e *audit.Entr
 	if e == nil {
 		return errNoEntry
 	}
-	return pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+	return db.auditedTx(ctx, func(tx pgx.Tx) error {
 		var status string
 		err := tx.QueryRow(ctx, `SELECT status FROM agency_keys WHERE agency_id = $1 AND kid = $2 FOR UPDATE`,
 			agencyID, kid).Scan(&status)

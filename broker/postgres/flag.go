@@ -31,7 +31,7 @@ func appendAudit(ctx context.Context, tx pgx.Tx, e *audit.Entry) error {
 // CreateFlag stores f and its audit entry in one transaction: the flag
 // exists if and only if its issuing is in the log.
 func (db *DB) CreateFlag(ctx context.Context, f *broker.Flag, e *audit.Entry) error {
-	return pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+	return db.auditedTx(ctx, func(tx pgx.Tx) error {
 		if err := insertFlag(ctx, tx, f); err != nil {
 			return err
 		}
@@ -42,7 +42,7 @@ func (db *DB) CreateFlag(ctx context.Context, f *broker.Flag, e *audit.Entry) er
 // RevokeFlag marks a flag revoked, with its audit entry, in one transaction.
 // A flag already revoked is left as it is (revoked reports false).
 func (db *DB) RevokeFlag(ctx context.Context, id, by, reason string, e *audit.Entry) (revoked bool, err error) {
-	err = pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+	err = db.auditedTx(ctx, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `
 			UPDATE flags SET status = 'revoked', revoked_at = now(), revoked_by = $2, revoke_reason = $3
 			WHERE id = $1 AND status = 'active'`, id, by, reason)
@@ -128,7 +128,7 @@ func (db *DB) Flag(ctx context.Context, id string) (*broker.Flag, error) {
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, broker.Errorf(broker.ENOTFOUND, "no such flag")
 	} else if err != nil {
-		return nil, fmt.Errorf("select flag: %w", err)
+		return nil, unavailable(err, "select flag")
 	}
 	return f, nil
 }

@@ -17,9 +17,13 @@ func (db *DB) InsertJTI(ctx context.Context, agencyID, jti string, expires time.
 	return tag.RowsAffected() == 1, nil
 }
 
-// SweepJTIs deletes token ids that have expired, returning how many.
-func (db *DB) SweepJTIs(ctx context.Context, now time.Time) (int64, error) {
-	tag, err := db.Pool.Exec(ctx, `DELETE FROM request_jtis WHERE expires_at < $1`, now)
+// SweepJTIs deletes token ids that have expired by the database's clock,
+// the clock their expiry was set by (the audit writer records each id
+// with now() plus its retention), returning how many. No replica's clock
+// enters into it, so one whose clock runs ahead cannot sweep an id early
+// while another replica could still accept its token.
+func (db *DB) SweepJTIs(ctx context.Context) (int64, error) {
+	tag, err := db.Pool.Exec(ctx, `DELETE FROM request_jtis WHERE expires_at < now()`)
 	if err != nil {
 		return 0, fmt.Errorf("sweep jtis: %w", err)
 	}

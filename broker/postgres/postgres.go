@@ -6,6 +6,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -39,7 +42,13 @@ func Open(ctx context.Context, url string, opt Options) (*DB, error) {
 	if opt.MaxConns > 0 {
 		cfg.MaxConns = opt.MaxConns
 	}
-	cfg.ConnConfig.ConnectTimeout = 5 * time.Second
+	// Per host of a multi-host URL: a primary that went away without a
+	// word (a partition, a frozen machine) must not hold every new
+	// connection for long before the next host is tried. The URL's
+	// connect_timeout wins when it gives one.
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = 5 * time.Second
+	}
 	if opt.Role != "" {
 		role := opt.Role
 		cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
@@ -64,6 +73,55 @@ func (db *DB) Ping(ctx context.Context) error {
 		return &broker.Error{Kind: broker.EUNAVAILABLE, Message: "database unreachable", Err: err}
 	}
 	return nil
+}
+
+// auditedTx runs fn in a transaction that appends an audit entry with its
+// change. When the database cannot be reached or the connection is lost
+// (a failover, a frozen or full server), the error is 503
+// audit_unavailable, never a 500: the change and its entry were not
+// confirmed, and the caller may try again. Errors fn returns as a
+// broker.Error pass through as they are.
+func (db *DB) auditedTx(ctx context.Context, fn func(pgx.Tx) error) error {
+	err := pgx.BeginFunc(ctx, db.Pool, fn)
+	var be *broker.Error
+	if err == nil || errors.As(err, &be) || !isUnavailable(err) {
+		return err
+	}
+	return &broker.Error{Kind: broker.EUNAVAILABLE, Code: broker.CodeAuditUnavailable,
+		Message: "the database is unavailable: the change and its audit entry were not confirmed", Err: err}
+}
+
+// unavailable wraps a read's error: 503 when the database could not be
+// reached or the connection was lost, else a plain error with what.
+func unavailable(err error, what string) error {
+	if isUnavailable(err) {
+		return &broker.Error{Kind: broker.EUNAVAILABLE, Message: "the database is unavailable", Err: fmt.Errorf("%s: %w", what, err)}
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// isUnavailable reports whether err means the database was not there
+// rather than that it refused the statement: no connection, a lost or
+// timed-out connection, a server shutting down, out of disk or memory, or
+// a server that does not accept writes (a standby).
+func isUnavailable(err error) bool {
+	if err == nil {
+		return false
+	}
+	var ce *pgconn.ConnectError
+	var ne net.Error
+	var pe *pgconn.PgError
+	switch {
+	case errors.As(err, &ce), pgconn.Timeout(err), pgconn.SafeToRetry(err), errors.As(err, &ne),
+		errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF), errors.Is(err, context.DeadlineExceeded),
+		errors.Is(err, pgx.ErrTxClosed), strings.Contains(err.Error(), "conn closed"):
+		return true
+	case errors.As(err, &pe):
+		c := pe.Code
+		return strings.HasPrefix(c, "08") || strings.HasPrefix(c, "57P") || strings.HasPrefix(c, "53") ||
+			strings.HasPrefix(c, "58") || c == "25006" // read_only_sql_transaction
+	}
+	return false
 }
 
 // isUniqueViolation reports whether err is a unique_violation.

@@ -63,7 +63,7 @@ func (db *DB) DetectAnomalies(ctx context.Context, after int64, rules broker.Ano
 		rules.MaxRepeats = 10
 	}
 	var upTo, raised int64
-	err := pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+	err := db.auditedTx(ctx, func(tx pgx.Tx) error {
 		var locked bool
 		if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock($1)`, int64(sweepLock)).Scan(&locked); err != nil {
 			return err
@@ -197,7 +197,7 @@ func (db *DB) ReviewsAt(ctx context.Context, seq int64, overdueAge time.Duration
 // Judge records a verdict on a pending review with its audit entry, in one
 // transaction. Errors: ENOTFOUND, ECONFLICT when it was already judged.
 func (db *DB) Judge(ctx context.Context, seq int64, kind, verdict, note, by, agency string, e *audit.Entry) error {
-	return pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+	return db.auditedTx(ctx, func(tx pgx.Tx) error {
 		var status string
 		err := tx.QueryRow(ctx, `SELECT status FROM reviews WHERE seq = $1 AND kind = $2 FOR UPDATE`, seq, kind).Scan(&status)
 		if errors.Is(err, pgx.ErrNoRows) {

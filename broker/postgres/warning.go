@@ -25,7 +25,7 @@ const InboxChannel = "varsel_inbox"
 // target office, the webhook pushes due, and the audit entry, in one
 // transaction, and wakes the offices' long-polls on every replica.
 func (db *DB) CreateWarning(ctx context.Context, f *broker.Flag, w *broker.Warning, offices []string, e *audit.Entry) error {
-	return pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+	return db.auditedTx(ctx, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(inboxLock)); err != nil {
 			return fmt.Errorf("lock inbox: %w", err)
 		}
@@ -94,7 +94,7 @@ func (db *DB) MarkRead(ctx context.Context, office string, positions []int64) er
 // first ack counts; a later one changes nothing (acked reports false).
 // Errors: ENOTFOUND when the office is not a target of the warning.
 func (db *DB) AckWarning(ctx context.Context, id, office, by string, e *audit.Entry) (acked bool, err error) {
-	err = pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+	err = db.auditedTx(ctx, func(tx pgx.Tx) error {
 		var ackedAt *time.Time
 		err := tx.QueryRow(ctx, `SELECT acked_at FROM warning_deliveries WHERE warning_id = $1 AND office = $2 FOR UPDATE`, id, office).Scan(&ackedAt)
 		if errors.Is(err, pgx.ErrNoRows) {
@@ -124,7 +124,7 @@ func (db *DB) WarningFlag(ctx context.Context, id string) (*broker.Flag, error) 
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, broker.Errorf(broker.ENOTFOUND, "no such warning")
 	} else if err != nil {
-		return nil, fmt.Errorf("select warning flag: %w", err)
+		return nil, unavailable(err, "select warning flag")
 	}
 	return f, nil
 }
@@ -169,7 +169,7 @@ func (db *DB) Warning(ctx context.Context, id string) (*broker.Warning, error) {
 // SetWebhook registers (or, with url "", removes) an office's webhook, with
 // its audit entry.
 func (db *DB) SetWebhook(ctx context.Context, office, url, by string, e *audit.Entry) error {
-	return pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+	return db.auditedTx(ctx, func(tx pgx.Tx) error {
 		var err error
 		if url == "" {
 			_, err = tx.Exec(ctx, `DELETE FROM office_webhooks WHERE office = $1`, office)

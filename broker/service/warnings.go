@@ -297,11 +297,14 @@ func (s *Service) Ack(ctx context.Context, p *broker.Principal, id string) (*Ack
 		}
 		return nil, err
 	}
+	res := &AckResult{ID: id, Office: p.Office, Acked: true, Audit: e.Receipt()}
 	w, err := s.Warnings.Warning(ctx, id)
 	if err != nil {
-		return nil, err
+		// The acknowledgement and its entry are committed: the answer is
+		// theirs, without the time when it cannot be read back (the
+		// database went away in between, as in a failover).
+		return res, nil
 	}
-	res := &AckResult{ID: id, Office: p.Office, Acked: true, Audit: e.Receipt()}
 	for _, d := range w.Deliveries {
 		if d.Office == p.Office {
 			res.AckedAt = d.AckedAt

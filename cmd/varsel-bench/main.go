@@ -32,6 +32,7 @@ func main() {
 }
 
 const help = `Usage: varsel-bench [flags]
+       varsel-bench faults [flags]   (the fault harness: varsel-bench faults --help)
 
 varsel-bench load-tests the Varsel broker end to end. It creates a fresh
 database on a PostgreSQL server, seeds it with flags and audit entries, starts
@@ -75,6 +76,9 @@ Flags:
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if len(args) > 0 && args[0] == "faults" {
+		return runFaults(ctx, args[1:], stdout, stderr, getenv)
+	}
 	fs := flag.NewFlagSet("varsel-bench", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	varselBin := fs.String("varsel", "", "the varsel binary to run as the broker (default: varsel next to this executable)")

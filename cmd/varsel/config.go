@@ -52,6 +52,7 @@ type Config struct {
 	ShutdownTimeout     time.Duration
 	CheckpointInterval  time.Duration
 	KeyReloadInterval   time.Duration
+	ClockOffset         time.Duration // fault injection only: the broker's clock runs this far ahead
 }
 
 // DefaultConfig is the embedded default that `make run` relies on.
@@ -110,6 +111,7 @@ func (c *Config) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn or error")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long in-flight requests may take to finish on SIGTERM")
 	fs.DurationVar(&c.CheckpointInterval, "checkpoint-interval", c.CheckpointInterval, "how often to sign an audit checkpoint when entries were added")
+	fs.DurationVar(&c.ClockOffset, "clock-offset", c.ClockOffset, "testing only (needs --test-subjects): run the broker's clock this far ahead of the machine's, to measure a replica with a skewed clock")
 	fs.DurationVar(&c.KeyReloadInterval, "key-reload-interval", c.KeyReloadInterval, "how often to read the subject key chain; checks stop (503) after 3 intervals without a good read. keys rotate-subject --grace must exceed 4 of them")
 }
 
@@ -125,6 +127,9 @@ func (c *Config) validate() error {
 	}
 	if _, err := parseOfficeHours(c.OfficeHours); err != nil {
 		return err
+	}
+	if c.ClockOffset != 0 && !c.TestSubjects {
+		return fmt.Errorf("--clock-offset is for fault tests only: it needs --test-subjects")
 	}
 	if c.Keys != "vault" && !strings.HasPrefix(c.Keys, "file:") {
 		return fmt.Errorf("--keys %q: want file:DIR or vault", c.Keys)
@@ -159,6 +164,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("shutdown_timeout", c.ShutdownTimeout),
 		slog.Duration("checkpoint_interval", c.CheckpointInterval),
 		slog.Duration("key_reload_interval", c.KeyReloadInterval),
+		slog.Duration("clock_offset", c.ClockOffset),
 	)
 }
 
@@ -234,7 +240,12 @@ func hourRange(s string) (int, int, error) {
 // app is the running broker's configuration (after validate).
 func (c *Config) app() app.Config {
 	hours, _ := parseOfficeHours(c.OfficeHours)
+	var now func() time.Time
+	if off := c.ClockOffset; off != 0 {
+		now = func() time.Time { return time.Now().Add(off) }
+	}
 	return app.Config{
+		Now: now, TokenNow: now,
 		DatabaseURL: c.DatabaseURL, DatabaseRole: c.DatabaseRole, MaxDBConns: c.MaxDBConns, Migrate: c.Migrate,
 		Listen: c.Listen, PprofListen: c.PprofListen, BrokerID: c.BrokerID, Keys: c.Keys, Vault: c.Vault,
 		DutyDesk:       broker.Contact{Unit: c.DutyDeskUnit, Phone: c.DutyDeskPhone},
