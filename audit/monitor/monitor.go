@@ -61,6 +61,7 @@ type Result struct {
 	Head      audit.SignedHead
 	Previous  int64 // the size last seen (0: first run)
 	Receipts  int   // receipts proven included
+	Pending   int   // receipts newer than the checkpoint (checked on a later run)
 	Cosigners int   // witnesses whose cosignature verified
 }
 
@@ -125,6 +126,12 @@ func Run(ctx context.Context, c Config) (*Result, error) {
 		return nil, failf("the checkpoint at %d carries %d valid witness cosignatures, %d required", head.Size, res.Cosigners, c.WitnessesRequired)
 	}
 	for _, r := range c.Receipts {
+		if r.Seq > head.Size {
+			// Newer than the checkpoint (signed every few seconds): it is
+			// checked by a later run, once a checkpoint covers it.
+			res.Pending++
+			continue
+		}
 		if err := c.included(ctx, r, head); err != nil {
 			return nil, err
 		}
@@ -191,9 +198,6 @@ func (c Config) included(ctx context.Context, r audit.Receipt, head audit.Signed
 	if err != nil || r.Seq < 1 {
 		return fmt.Errorf("receipt %d: not a receipt: %v", r.Seq, err)
 	}
-	if r.Seq > head.Size {
-		return failf("missing receipt: entry %d is beyond the tree of %d entries", r.Seq, head.Size)
-	}
 	hashes, err := c.proof(ctx, fmt.Sprintf("/v1/audit/proof?seq=%d&tree_size=%d", r.Seq, head.Size))
 	if err != nil {
 		var f *Failure
@@ -224,7 +228,10 @@ func (c Config) proof(ctx context.Context, path string) ([][]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if status != http.StatusOK {
+	switch {
+	case status >= 500:
+		return nil, fmt.Errorf("GET %s: status %d (the broker could not answer; try again later)", path, status)
+	case status != http.StatusOK:
 		return nil, failf("the broker gave no proof (GET %s: status %d)", path, status)
 	}
 	var p struct {
@@ -269,11 +276,18 @@ func (c Config) get(ctx context.Context, path string) ([]byte, int, error) {
 // verifier keys) whose cosignature on the checkpoint note verifies.
 func Cosigners(checkpoint string, keys []string) (int, error) {
 	n := 0
+	seen := map[string]bool{}
 	for _, k := range keys {
 		v, err := fnote.NewVerifierForCosignatureV1(k)
 		if err != nil {
 			return 0, fmt.Errorf("witness key %q: %w", k, err)
 		}
+		// The same witness given twice (or under another key form) counts
+		// once: witnesses are told apart by name.
+		if seen[v.Name()] {
+			continue
+		}
+		seen[v.Name()] = true
 		if _, err := note.Open([]byte(checkpoint), note.VerifierList(v)); err == nil {
 			n++
 		}

@@ -177,6 +177,9 @@ func (s *Store) Tile(ctx context.Context, level, index uint64, width int) ([]byt
 		}
 		return nil, fmt.Errorf("read the tree head: %w", err)
 	}
+	if index > uint64(size)>>(8*level)/tileWidth { // also before index*256 could wrap
+		return nil, fmt.Errorf("%w: tile %d/%d is beyond a tree of %d", audit.ErrNoTile, level, index, size)
+	}
 	first := index * tileWidth
 	if first > uint64(size)>>(8*level) || uint64(width) > uint64(size)>>(8*level)-first {
 		return nil, fmt.Errorf("%w: tile %d/%d of width %d is beyond a tree of %d", audit.ErrNoTile, level, index, width, size)
@@ -235,6 +238,9 @@ func (s *Store) EntryBundle(ctx context.Context, index uint64, width int) ([]byt
 	var size int64
 	if err := s.Pool.QueryRow(ctx, `SELECT coalesce((SELECT size FROM audit_tree_head), 0)`).Scan(&size); err != nil {
 		return nil, fmt.Errorf("read the tree head: %w", err)
+	}
+	if index > uint64(size)/tileWidth { // also before index*256 could wrap
+		return nil, fmt.Errorf("%w: entry bundle %d is beyond a tree of %d", audit.ErrNoTile, index, size)
 	}
 	first := index * tileWidth
 	if first > uint64(size) || uint64(width) > uint64(size)-first {

@@ -62,7 +62,7 @@ func parseTilePath(level, rest string) (l, index uint64, width int, err error) {
 func (s *Server) tile(c echo.Context) error {
 	path := c.Param("*")
 	level, rest, ok := strings.Cut(path, "/")
-	if !ok || level == "entries" {
+	if !ok || level == "" || level == "entries" {
 		return broker.Errorf(broker.ENOTFOUND, "no such tile")
 	}
 	l, index, width, err := parseTilePath(level, rest)

@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"varsel/audit"
@@ -135,7 +136,11 @@ func (s *Service) EntryBundle(ctx context.Context, p *broker.Principal, index ui
 	if err != nil {
 		return nil, &broker.Error{Kind: broker.EUNAVAILABLE, Code: broker.CodeAuditUnavailable, Message: "the audit log cannot be read", Err: err}
 	}
-	if _, err := s.append(ctx, s.entry(p, policies.ActionAuditEntries, audit.Allow)); err != nil {
+	// The entry names what was read: entries first..last.
+	e := s.entry(p, policies.ActionAuditEntries, audit.Allow)
+	first := index*256 + 1
+	e.Reasons = []string{fmt.Sprintf("entries:%d-%d", first, first+uint64(width)-1)}
+	if _, err := s.append(ctx, e); err != nil {
 		return nil, err
 	}
 	return b, nil

@@ -39,6 +39,8 @@ const auditUsage = `Usage: varsel audit SUBCOMMAND [flags]
       when all holds; exit 1 with one line naming what failed (a bad
       signature, a smaller tree, a fork, an inconsistent root, a missing
       receipt, too few witness cosignatures); the state is then unchanged.
+      Exit 3 when it could not check (the broker unreachable or answering
+      5xx). Receipts newer than the checkpoint are checked on a later run.
   export --from TIME --to TIME [--out FILE] [--broker-id ID | --origin ORIGIN]
       Write the entries of a period as JSON Lines, widened to the signed
       checkpoints around it, with those checkpoints, for a supervisory

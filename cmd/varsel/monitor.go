@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -62,11 +63,19 @@ func runAuditMonitor(ctx context.Context, args []string, o cmdIO) error {
 		}
 	}
 	res, err := monitor.Run(ctx, cfg)
-	if err != nil {
+	var failure *monitor.Failure
+	switch {
+	case errors.As(err, &failure):
 		return fmt.Errorf("audit monitor: FAILED: %w", err)
+	case err != nil:
+		return &exitError{code: 3, msg: "audit monitor: could not check (nothing was found wrong; try again): " + err.Error()}
 	}
-	fmt.Fprintf(o.stdout, "audit monitor: OK: checkpoint at %d (root %s) %s, %d receipts included, %d witness cosignatures\n",
-		res.Head.Size, shortRoot(res.Head), consistentWith(res.Previous), res.Receipts, res.Cosigners)
+	pending := ""
+	if res.Pending > 0 {
+		pending = fmt.Sprintf(" (%d newer than the checkpoint, checked next run)", res.Pending)
+	}
+	fmt.Fprintf(o.stdout, "audit monitor: OK: checkpoint at %d (root %s) %s, %d receipts included%s, %d witness cosignatures\n",
+		res.Head.Size, shortRoot(res.Head), consistentWith(res.Previous), res.Receipts, pending, res.Cosigners)
 	return nil
 }
 

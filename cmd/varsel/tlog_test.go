@@ -255,4 +255,11 @@ func TestTransparencyLog(t *testing.T) {
 	get(t, w.base, "/v1/audit/consistency?from=9&to=5", 422)
 	get(t, w.base, "/v1/audit/tile/0/x999/999", 404)
 	get(t, w.base, "/v1/audit/tile/0/abc", 404)
+	get(t, w.base, "/v1/audit/tile//000", 404)
+	// An index whose tile offset would wrap around 2^64 is beyond the tree,
+	// not tile 0 again.
+	get(t, w.base, "/v1/audit/tile/0/x072/x057/x594/x037/x927/936", 404)
+	if resp, err := auditor.Do(ctx, "GET", "/v1/audit/tile/entries/x072/x057/x594/x037/x927/936", nil); err != nil || resp.Status != 404 {
+		t.Fatalf("wrapped entry bundle index: %v %+v", err, resp)
+	}
 }
