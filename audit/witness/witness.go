@@ -241,7 +241,12 @@ func (s *Server) add(body []byte) ([]byte, *uint64, *fail) {
 		return nil, nil, bad("fork: the checkpoint at size %d has another root than the one cosigned at that size", size)
 	case old > 0:
 		if err := proof.VerifyConsistency(rfc6962.DefaultHasher, old, size, proofHashes, st.Root, root); err != nil {
-			return nil, nil, bad("the consistency proof from %d to %d does not verify against the root cosigned at %d: %v", old, size, old, err)
+			why := strings.Join(strings.Fields(err.Error()), " ")
+			var mismatch proof.RootMismatchError
+			if errors.As(err, &mismatch) {
+				why = "it leads to another root"
+			}
+			return nil, nil, bad("the consistency proof from %d to %d does not verify against the root cosigned at %d: %s", old, size, old, why)
 		}
 	}
 	signed, err := note.Sign(&note.Note{Text: n.Text}, s.signer)
