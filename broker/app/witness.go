@@ -183,11 +183,19 @@ func (w *Witnesses) run(ctx context.Context, p *peer) {
 		} else {
 			retry = nil
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-p.wake:
-		case <-retry:
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-p.wake:
+				if retry == nil {
+					break wait
+				}
+				// Backing off: the retry sends the newest checkpoint then.
+			case <-retry:
+				break wait
+			}
 		}
 	}
 }
@@ -246,6 +254,11 @@ func (w *Witnesses) pushOne(ctx context.Context, p *peer) error {
 		if known > cp.Count {
 			// Another replica sent a newer checkpoint than this one has
 			// read yet; the next one it reads goes.
+			if c, err := w.Store.LastCosigned(ctx, p.name); err == nil {
+				p.mu.Lock()
+				p.cosigned = max(p.cosigned, c)
+				p.mu.Unlock()
+			}
 			return nil
 		}
 		var proof [][]byte

@@ -469,3 +469,27 @@ func TestWitnessCatchesOperatorRewrite(t *testing.T) {
 		t.Fatalf("verify of the rewritten log with the witness: %v", err)
 	}
 }
+
+func TestWitnessFlags(t *testing.T) {
+	for _, tc := range []struct{ spec, want string }{
+		{"http://w.example", "want URL=VKEYFILE"},
+		{"ftp://w.example=/dev/null", "is not an http(s) URL"},
+		{"http://w.example=/nonexistent/w.vkey", "read /nonexistent/w.vkey"},
+		{"http://w.example=/dev/null", "witness key"},
+	} {
+		c := DefaultConfig()
+		c.DatabaseURL, c.Witnesses = "postgres://x", []string{tc.spec}
+		if err := c.validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("--witness %s: %v, want %q", tc.spec, err, tc.want)
+		}
+	}
+	if out, err := cliOn(t, "", "witness", "--help"); err != nil || !strings.Contains(out, "Usage: varsel witness --listen ADDR") {
+		t.Errorf("witness --help: %v %s", err, out)
+	}
+	if _, err := cliOn(t, "", "witness", "--listen", "127.0.0.1:0"); err == nil || !strings.Contains(err.Error(), "--key, --state and at least one --log are required") {
+		t.Errorf("witness without a key: %v", err)
+	}
+	if _, err := cliOn(t, "", "witness", "keygen", "--name", "w"); err == nil || !strings.Contains(err.Error(), "--name and --out are required") {
+		t.Errorf("keygen without --out: %v", err)
+	}
+}
