@@ -23,12 +23,12 @@ import (
 	"strings"
 	"time"
 
-	fnote "github.com/transparency-dev/formats/note"
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/tessera/client"
 	"golang.org/x/mod/sumdb/note"
 
 	"varsel/audit"
+	"varsel/audit/witness"
 )
 
 // Config is one monitoring run.
@@ -119,7 +119,7 @@ func Run(ctx context.Context, c Config) (*Result, error) {
 	if err := c.tilesGiveRoot(ctx, head); err != nil {
 		return nil, err
 	}
-	if res.Cosigners, err = Cosigners(string(raw), c.WitnessKeys); err != nil {
+	if res.Cosigners, err = witness.VerifyCosignatures(string(raw), c.WitnessKeys, 0); err != nil {
 		return nil, err
 	}
 	if res.Cosigners < c.WitnessesRequired {
@@ -270,29 +270,6 @@ func (c Config) get(ctx context.Context, path string) ([]byte, int, error) {
 		return nil, 0, fmt.Errorf("GET %s: %w", path, err)
 	}
 	return b, resp.StatusCode, nil
-}
-
-// Cosigners counts the witnesses among keys (C2SP tlog-cosignature
-// verifier keys) whose cosignature on the checkpoint note verifies.
-func Cosigners(checkpoint string, keys []string) (int, error) {
-	n := 0
-	seen := map[string]bool{}
-	for _, k := range keys {
-		v, err := fnote.NewVerifierForCosignatureV1(k)
-		if err != nil {
-			return 0, fmt.Errorf("witness key %q: %w", k, err)
-		}
-		// The same witness given twice (or under another key form) counts
-		// once: witnesses are told apart by name.
-		if seen[v.Name()] {
-			continue
-		}
-		seen[v.Name()] = true
-		if _, err := note.Open([]byte(checkpoint), note.VerifierList(v)); err == nil {
-			n++
-		}
-	}
-	return n, nil
 }
 
 func loadState(path string) (*State, error) {

@@ -5,7 +5,7 @@
 // ordered shutdown:
 //
 //	HTTP server (in-flight requests finish)
-//	→ producers (pusher, sweepers, notifier, checkpointer loop)
+//	→ producers (pusher, sweepers, notifier, checkpointer and witness loops)
 //	→ audit writer (what is queued is committed, in batches)
 //	→ final checkpoint
 //	→ keys (follower, Vault renewers) and flag lookups
@@ -80,6 +80,10 @@ type Config struct {
 	// service.Service.ClearFloor.
 	CheckFloor time.Duration
 
+	// Witnesses are sent each checkpoint (C2SP tlog-witness); their
+	// cosignatures are served with it.
+	Witnesses []WitnessConfig
+
 	// Now is the clock of decisions (validity, expiry, emergency windows);
 	// nil for time.Now. Tests move it instead of sleeping.
 	Now func() time.Time
@@ -103,6 +107,7 @@ type App struct {
 	AuditStore   *auditpg.Store
 	AuditWriter  *audit.Writer
 	Checkpointer *audit.Checkpointer
+	Witnesses    *Witnesses // sends checkpoints to the configured witnesses
 	Sweeper      *service.Sweeper
 	Pusher       *service.Pusher
 	Service      *service.Service
@@ -160,6 +165,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 	start(a.Notifier.Run)
 	start(a.Pusher.Run)
 	start(a.Checkpointer.Run)
+	start(a.Witnesses.Run)
 	start(a.SubjectKeys.Run)
 	start(func(ctx context.Context) { every(ctx, a.cfg.JTISweepInterval, time.Minute, a.sweepJTIs) })
 	if a.cfg.PprofListen != "" {
@@ -260,10 +266,18 @@ func (a *App) open(ctx context.Context) error {
 		Help: "Checkpoints not signed because the log did not extend the last signed checkpoint (the log was changed).",
 	})
 	registry.MustRegister(refusals)
+	a.Witnesses, err = NewWitnesses(&Witnesses{Store: a.AuditStore, Verifier: ownVerifier, Origin: c.BrokerID + "/audit",
+		Logger: a.log}, c.Witnesses, registry)
+	if err != nil {
+		return err
+	}
 	a.Checkpointer = &audit.Checkpointer{
 		Store: a.AuditStore, Signer: signer, Verifier: ownVerifier, Origin: c.BrokerID + "/audit",
 		Interval: c.CheckpointInterval, Logger: a.log,
-		OnSigned:  func(audit.Checkpoint) { a.lastCheckpoint.Store(time.Now().UnixNano()) },
+		OnSigned: func(cp audit.Checkpoint) {
+			a.lastCheckpoint.Store(time.Now().UnixNano())
+			a.Witnesses.Notify(cp)
+		},
 		OnRefused: func(error) { refusals.Inc() },
 	}
 	a.lastCheckpoint.Store(time.Now().UnixNano())

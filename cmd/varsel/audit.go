@@ -12,12 +12,14 @@ import (
 
 	"varsel/audit"
 	auditpg "varsel/audit/postgres"
+	"varsel/audit/witness"
 )
 
 const auditUsage = `Usage: varsel audit SUBCOMMAND [flags]
 
   verify --checkpoint-key KEYFILE [--broker-id ID | --origin ORIGIN] [--file EXPORT]
          [--trusted-checkpoint FILE]... [--max-unsigned-age 2m]
+         [--witness-key VKEYFILE... [--witnesses-required K]]
       Recompute the hash chain and check every signed checkpoint: of the
       database, or (--file) of an export, offline. KEYFILE holds the note
       verifier key (as served by GET /v1/audit/key); it is required. Every
@@ -25,8 +27,12 @@ const auditUsage = `Usage: varsel audit SUBCOMMAND [flags]
       BROKER-ID/audit ("varsel/audit"), never taken from the file. An export
       must be in its exact form line by line, its header must agree with its
       lines, and signed checkpoints must name both its ends.
+      With --witness-key (the database only), the newest checkpoint must
+      also carry valid C2SP tlog-cosignatures from at least K of those
+      witnesses (default: all of them): each cosigned it only because it
+      extends what that witness saw before.
       Exit 0 when everything holds; otherwise exit 1 naming what failed (the
-      first bad seq, the line, or the header field).
+      first bad seq, the line, the header field, or the witnesses).
   verify --no-signatures [--file EXPORT]
       Check the chain only, without the key: exit 2 even when it holds,
       saying that signatures were not checked (a chain alone can be
@@ -98,10 +104,33 @@ func runAuditVerify(ctx context.Context, args []string, o cmdIO) error {
 	var trusted stringList
 	fs.Var(&trusted, "trusted-checkpoint", "a checkpoint note saved earlier outside the database (from GET /v1/audit/checkpoint); the chain must still hold it (repeatable)")
 	maxUnsigned := fs.Duration("max-unsigned-age", 2*time.Minute, "fail when the entries after the newest checkpoint go back further than this (0: do not check)")
+	var witnessKeyFiles stringList
+	fs.Var(&witnessKeyFiles, "witness-key", "a file with a witness's cosigner key (vkey, from varsel witness keygen); the newest checkpoint must carry its cosignature (repeatable)")
+	witnessesRequired := fs.Int("witnesses-required", 0, "how many of the --witness-key witnesses must have cosigned the newest checkpoint (0: all of them)")
 	if err := parse(fs, args, o); err != nil {
 		return handled(err)
 	}
 	origin := originOf()
+	var witnessKeys []string
+	for _, path := range witnessKeyFiles {
+		b, err := readFile(path)
+		if err != nil {
+			return err
+		}
+		if _, err := witness.NewVerifier(string(b)); err != nil {
+			return fmt.Errorf("audit verify: --witness-key %s: %v", path, err)
+		}
+		witnessKeys = append(witnessKeys, strings.TrimSpace(string(b)))
+	}
+	required := *witnessesRequired
+	switch {
+	case required < 0 || required > len(witnessKeys):
+		return fmt.Errorf("audit verify: --witnesses-required %d needs at least that many --witness-key files (have %d)", required, len(witnessKeys))
+	case len(witnessKeys) > 0 && (*file != "" || *noSigs):
+		return fmt.Errorf("audit verify: --witness-key checks the database's newest checkpoint: not with --file or --no-signatures")
+	case required == 0:
+		required = len(witnessKeys)
+	}
 	var verifier note.Verifier
 	switch {
 	case *keyFile != "" && *noSigs:
@@ -179,6 +208,13 @@ func runAuditVerify(ctx context.Context, args []string, o cmdIO) error {
 			return fmt.Errorf("audit verify: FAILED: entries since %s are covered by no checkpoint: checkpoints were deleted, or the broker stopped without signing one (start it, or pass --max-unsigned-age 0)", rep.Unsigned)
 		}
 	}
+	var witnessed string
+	if len(witnessKeys) > 0 {
+		var err error
+		if witnessed, err = verifyWitnessed(ctx, c, witnessKeys, required); err != nil {
+			return fmt.Errorf("audit verify: FAILED: %w", err)
+		}
+	}
 	rate := float64(rep.Entries) / took.Seconds()
 	if verifier == nil {
 		fmt.Fprintf(o.stdout, "chain ok: %d entries, seqs %d..%d, head %s; %.0f entries/s; signatures NOT checked\n",
@@ -187,7 +223,33 @@ func runAuditVerify(ctx context.Context, args []string, o cmdIO) error {
 	}
 	fmt.Fprintf(o.stdout, "ok: %d entries, seqs %d..%d, head %s; %d checkpoints of %s (signatures checked); %.0f entries/s\n",
 		rep.Entries, rep.First, rep.Head.Seq, rep.Head.Hash, rep.Checkpoints, origin, rate)
+	if witnessed != "" {
+		fmt.Fprintln(o.stdout, witnessed)
+	}
 	return nil
+}
+
+// verifyWitnessed checks that the newest checkpoint in the database (whose
+// signature audit.Verify checked) carries at least required valid
+// cosignatures from witnessKeys.
+func verifyWitnessed(ctx context.Context, c Config, witnessKeys []string, required int) (string, error) {
+	db, err := operatorDB(ctx, c)
+	if err != nil {
+		return "", err
+	}
+	defer db.Close()
+	cp, err := (&auditpg.Store{Pool: db.Pool}).LatestCheckpoint(ctx)
+	if err != nil {
+		return "", err
+	}
+	if cp == nil {
+		return "", fmt.Errorf("no checkpoint for the witnesses to have cosigned")
+	}
+	n, err := witness.VerifyCosignatures(cp.Note, witnessKeys, required)
+	if err != nil {
+		return "", fmt.Errorf("the newest checkpoint (%d): %w", cp.Count, err)
+	}
+	return fmt.Sprintf("witnessed: %d of %d witnesses cosigned the newest checkpoint (%d); %d required", n, len(witnessKeys), cp.Count, required), nil
 }
 
 func runAuditExport(ctx context.Context, args []string, o cmdIO) error {

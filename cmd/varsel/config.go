@@ -15,6 +15,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"varsel/audit/witness"
 	"varsel/broker"
 	"varsel/broker/app"
 	"varsel/broker/keys"
@@ -53,6 +54,9 @@ type Config struct {
 	CheckpointInterval  time.Duration
 	KeyReloadInterval   time.Duration
 	ClockOffset         time.Duration // fault injection only: the broker's clock runs this far ahead
+	Witnesses           []string      // URL=VKEYFILE
+
+	witnesses []app.WitnessConfig // Witnesses read (by validate)
 }
 
 // DefaultConfig is the embedded default that `make run` relies on.
@@ -112,6 +116,7 @@ func (c *Config) register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long in-flight requests may take to finish on SIGTERM")
 	fs.DurationVar(&c.CheckpointInterval, "checkpoint-interval", c.CheckpointInterval, "how often to sign an audit checkpoint when entries were added")
 	fs.DurationVar(&c.ClockOffset, "clock-offset", c.ClockOffset, "testing only (needs --test-subjects): run the broker's clock this far ahead of the machine's, to measure a replica with a skewed clock")
+	fs.Var((*stringList)(&c.Witnesses), "witness", "a witness to send each checkpoint to, as URL=VKEYFILE: its C2SP tlog-witness submission prefix and a file with its cosigner key (repeatable; see varsel witness)")
 	fs.DurationVar(&c.KeyReloadInterval, "key-reload-interval", c.KeyReloadInterval, "how often to read the subject key chain; checks stop (503) after 3 intervals without a good read. keys rotate-subject --grace must exceed 4 of them")
 }
 
@@ -134,7 +139,37 @@ func (c *Config) validate() error {
 	if c.Keys != "vault" && !strings.HasPrefix(c.Keys, "file:") {
 		return fmt.Errorf("--keys %q: want file:DIR or vault", c.Keys)
 	}
+	ws, err := readWitnesses(c.Witnesses)
+	if err != nil {
+		return err
+	}
+	c.witnesses = ws
 	return nil
+}
+
+// readWitnesses reads --witness URL=VKEYFILE values.
+func readWitnesses(specs []string) ([]app.WitnessConfig, error) {
+	var out []app.WitnessConfig
+	for _, spec := range specs {
+		i := strings.LastIndex(spec, "=")
+		if i < 0 {
+			return nil, fmt.Errorf("--witness %q: want URL=VKEYFILE", spec)
+		}
+		u, file := spec[:i], spec[i+1:]
+		if pu, err := url.Parse(u); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+			return nil, fmt.Errorf("--witness %q: %q is not an http(s) URL", spec, u)
+		}
+		b, err := readFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("--witness: %w", err)
+		}
+		vkey := strings.TrimSpace(string(b))
+		if _, err := witness.NewVerifier(vkey); err != nil {
+			return nil, fmt.Errorf("--witness %s: %v", file, err)
+		}
+		out = append(out, app.WitnessConfig{URL: u, VKey: vkey})
+	}
+	return out, nil
 }
 
 // LogValue masks secrets, so the config can be logged once at start.
@@ -165,6 +200,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("checkpoint_interval", c.CheckpointInterval),
 		slog.Duration("key_reload_interval", c.KeyReloadInterval),
 		slog.Duration("clock_offset", c.ClockOffset),
+		slog.Any("witnesses", c.Witnesses),
 	)
 }
 
@@ -255,6 +291,7 @@ func (c *Config) app() app.Config {
 		WebhookAllowHTTP: c.WebhookAllowHTTP, WebhookFirstRetry: c.WebhookFirstRetry, WebhookInterval: c.WebhookInterval,
 		ReviewSweepInterval: c.ReviewSweepInterval, CheckpointInterval: c.CheckpointInterval,
 		KeyReloadInterval: c.KeyReloadInterval, CheckFloor: c.CheckFloor,
+		Witnesses: c.witnesses,
 	}
 }
 

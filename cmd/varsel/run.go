@@ -38,6 +38,7 @@ func commands() []command {
 		{"keys", "rotate the subject key", runKeys},
 		{"keygen", "make a signing key for an agency (ES256 or EdDSA)", runKeygen},
 		{"audit", "verify the audit log's hash chain and signed checkpoints", runAudit},
+		{"witness", "run a C2SP tlog-witness that cosigns a broker's checkpoints; make its key", runWitness},
 		{"warn", "send a police warning to named offices (as a police liaison)", runWarn},
 		{"inbox", "read an office's warning inbox, optionally following it", runInbox},
 		{"call", "send one signed request to a broker, as an agency's employee", runCall},

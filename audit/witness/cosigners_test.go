@@ -1,4 +1,4 @@
-package monitor
+package witness
 
 import (
 	"crypto/rand"
@@ -33,7 +33,7 @@ func TestCosignersCountsEachWitnessOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := Cosigners(string(signed), []string{cosigVkey, cosigVkey, wVkey})
+	n, err := VerifyCosignatures(string(signed), []string{cosigVkey, cosigVkey, wVkey}, 0)
 	if err != nil || n != 1 {
 		t.Fatalf("one witness given three times counted %d (%v)", n, err)
 	}
@@ -41,7 +41,7 @@ func TestCosignersCountsEachWitnessOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n, _ := Cosigners(string(other), []string{cosigVkey}); n != 0 {
+	if n, _ := VerifyCosignatures(string(other), []string{cosigVkey}, 0); n != 0 {
 		t.Fatalf("a checkpoint the witness did not sign counted %d", n)
 	}
 }
