@@ -52,6 +52,7 @@ type Config struct {
 	ShutdownTimeout     time.Duration
 	CheckpointInterval  time.Duration
 	KeyReloadInterval   time.Duration
+	BenchWithoutTree    bool
 }
 
 // DefaultConfig is the embedded default that `make run` relies on.
@@ -111,6 +112,7 @@ func (c *Config) register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long in-flight requests may take to finish on SIGTERM")
 	fs.DurationVar(&c.CheckpointInterval, "checkpoint-interval", c.CheckpointInterval, "how often to sign an audit checkpoint when entries were added")
 	fs.DurationVar(&c.KeyReloadInterval, "key-reload-interval", c.KeyReloadInterval, "how often to read the subject key chain; checks stop (503) after 3 intervals without a good read. keys rotate-subject --grace must exceed 4 of them")
+	fs.BoolVar(&c.BenchWithoutTree, "bench-without-tree", c.BenchWithoutTree, "benchmark only (varsel-bench --compare-tree): append audit entries without advancing the Merkle tree and sign no checkpoints; refused without --test-subjects, never in production")
 }
 
 func (c *Config) validate() error {
@@ -128,6 +130,9 @@ func (c *Config) validate() error {
 	}
 	if c.Keys != "vault" && !strings.HasPrefix(c.Keys, "file:") {
 		return fmt.Errorf("--keys %q: want file:DIR or vault", c.Keys)
+	}
+	if c.BenchWithoutTree && !c.TestSubjects {
+		return fmt.Errorf("--bench-without-tree is for benchmarks only: it needs --test-subjects")
 	}
 	return nil
 }
@@ -159,6 +164,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("shutdown_timeout", c.ShutdownTimeout),
 		slog.Duration("checkpoint_interval", c.CheckpointInterval),
 		slog.Duration("key_reload_interval", c.KeyReloadInterval),
+		slog.Bool("bench_without_tree", c.BenchWithoutTree),
 	)
 }
 
@@ -244,6 +250,7 @@ func (c *Config) app() app.Config {
 		WebhookAllowHTTP: c.WebhookAllowHTTP, WebhookFirstRetry: c.WebhookFirstRetry, WebhookInterval: c.WebhookInterval,
 		ReviewSweepInterval: c.ReviewSweepInterval, CheckpointInterval: c.CheckpointInterval,
 		KeyReloadInterval: c.KeyReloadInterval, CheckFloor: c.CheckFloor,
+		WithoutAuditTree: c.BenchWithoutTree,
 	}
 }
 
