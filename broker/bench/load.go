@@ -32,11 +32,15 @@ type brokerProc struct {
 	once sync.Once
 }
 
-// startBroker runs `varsel serve` as a child process and waits for it.
-func startBroker(ctx context.Context, binary, dbURL, keyDir string, conns int) (*brokerProc, error) {
+// startBroker runs `varsel serve` as a child process and waits for it;
+// withoutTree adds --bench-without-tree.
+func startBroker(ctx context.Context, binary, dbURL, keyDir string, conns int, withoutTree bool) (*brokerProc, error) {
 	cmd := exec.CommandContext(ctx, binary, "serve", "--listen", "127.0.0.1:0", "--keys", "file:"+keyDir,
 		"--test-subjects", "--log-format", "json", "--log-level", "info", "--office-hours", "",
 		"--max-db-conns", strconv.Itoa(min(max(conns/2, 8), 64)))
+	if withoutTree {
+		cmd.Args = append(cmd.Args, "--bench-without-tree")
+	}
 	if p := os.Getenv("VARSEL_BENCH_PPROF"); p != "" {
 		cmd.Args = append(cmd.Args, "--pprof-listen", p)
 	}
