@@ -189,7 +189,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	res.Floor = measureFloor(cfg.FloorRound, 5)
 	logf("cost floor (one core, thread CPU): P-256 ECDSA verify %.1f µs, Ed25519 verify %.1f µs", res.Floor.P256VerifyUs, res.Floor.Ed25519VerifyUs)
 
-	b, err := startBroker(ctx, cfg.Binary, dbURL, w.keyDir, cfg.Connections, false)
+	b, err := startBroker(ctx, cfg.Binary, dbURL, w.keyDir, "127.0.0.1:0", cfg.Connections, false)
 	if err != nil {
 		return nil, err
 	}
@@ -197,7 +197,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	logf("broker pid %d at %s", b.cmd.Process.Pid, b.url)
 
 	res.Generator = GeneratorName
-	if err := drive(ctx, cfg, w, b, pgPID, res, logf); err != nil {
+	left, err := drive(ctx, cfg, w, b, pgPID, res, logf)
+	if err != nil {
 		return nil, err
 	}
 	if res.Floor.P256VerifyUs > 0 {
@@ -208,11 +209,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		// the broker restarted without the tree; then (for wrk) with it
 		// again.
 		b.stop()
-		if err := compareTree(ctx, cfg, w, dbURL, pgPID, res, logf); err != nil {
+		if err := compareTree(ctx, cfg, w, dbURL, pgPID, left, res, logf); err != nil {
 			return nil, err
 		}
 		if wrkBin != "" {
-			if b, err = startBroker(ctx, cfg.Binary, dbURL, w.keyDir, cfg.Connections, false); err != nil {
+			if b, err = startBroker(ctx, cfg.Binary, dbURL, w.keyDir, "127.0.0.1:0", cfg.Connections, false); err != nil {
 				return nil, err
 			}
 			defer b.stop()

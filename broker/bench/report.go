@@ -34,7 +34,11 @@ func Summary(r *Result) string {
 		fmt.Fprintf(&b, "without tree:   %.0f checks/s (%d requests, %d ok), p50 %.2f p99 %.2f max %.2f ms, errors %s\n",
 			c.RPS, c.Requests, c.OK, c.Latency["p50"], c.Latency["p99"], c.Latency["max"], errorsText(c.Errors))
 		fmt.Fprintf(&b, "  CPU ms/check: %s\n", cpuText(c.CPU, "broker"))
-		fmt.Fprintf(&b, "tree cost:      checks/s with ÷ without %.3f, broker CPU per check with ÷ without %.3f\n", c.RateRatio, c.CPURatio)
+		fmt.Fprintf(&b, "tree cost:      checks/s with ÷ without %.3f, broker CPU per check with ÷ without %.3f", c.RateRatio, c.CPURatio)
+		if c.CPU.PostgresMs > 0 {
+			fmt.Fprintf(&b, ", broker + postgres CPU per check with ÷ without %.3f", (r.CPU.ServerMs+r.CPU.PostgresMs)/(c.CPU.ServerMs+c.CPU.PostgresMs))
+		}
+		b.WriteString("\n")
 	}
 	fmt.Fprintf(&b, "audited:        %d check entries for %d answers (every answer audited: %v)\n", r.Audited, r.Answered, r.AllAudited)
 	fmt.Fprintf(&b, "group commit:   %.0f rows/s alone -> ratio %.2f\n", r.CeilingRate, r.CeilingRatio)
@@ -128,7 +132,9 @@ func UpdateMarkdown(path, name string, r *Result) error {
 		row("CPU ms per check without the tree", "%s", cpuText(c.CPU, "broker"))
 		pg := ""
 		if c.CPU.PostgresMs > 0 {
-			pg = fmt.Sprintf(", PostgreSQL %.3f against %.3f ms", r.CPU.PostgresMs, c.CPU.PostgresMs)
+			with, without := r.CPU.ServerMs+r.CPU.PostgresMs, c.CPU.ServerMs+c.CPU.PostgresMs
+			pg = fmt.Sprintf(", PostgreSQL %.3f against %.3f ms; broker and PostgreSQL together **%.3f against %.3f ms (× %.3f)**",
+				r.CPU.PostgresMs, c.CPU.PostgresMs, with, without, with/without)
 		}
 		row("the tree's cost (with against without, same run)", "checks/s ratio **%.3f** (%+.1f %%), p99 %.2f against %.2f ms, broker CPU per check %.3f against %.3f ms (× %.3f)%s",
 			c.RateRatio, 100*(c.RateRatio-1), r.Latency["p99"], c.Latency["p99"], r.CPUPerRequest, c.CPU.ServerMs, c.CPURatio, pg)

@@ -43,15 +43,19 @@ type TreeComparison struct {
 const compareWarmup = 2 * time.Second
 
 // compareTree restarts the broker without the tree on the same database
-// (the broker with it must be stopped) and drives the same load as the
-// window before: the same connections, share of flagged people and
-// duration, from requests signed before it for 1.75 × the rate measured
-// with the tree. The tree is caught up afterwards, so that what follows
-// runs on a log whose tree covers it.
-func compareTree(ctx context.Context, cfg Config, w *world, dbURL string, pgPID int, res *Result, logf func(string, ...any)) error {
-	b, err := startBroker(ctx, cfg.Binary, dbURL, w.keyDir, cfg.Connections, true)
-	if err != nil {
-		return fmt.Errorf("broker without the tree: %w", err)
+// and address (the broker with it must be stopped) and drives the same
+// load as the window before: the same connections, share of flagged
+// people and duration, from requests signed before it for 1.75 × the rate
+// measured with the tree: what that window left (tokens bind the method,
+// path and body, not the address), topped up. The tree is caught up
+// afterwards, so that what follows runs on a log whose tree covers it.
+func compareTree(ctx context.Context, cfg Config, w *world, dbURL string, pgPID int, left *leftover, res *Result, logf func(string, ...any)) error {
+	b, err := startBroker(ctx, cfg.Binary, dbURL, w.keyDir, left.host, cfg.Connections, true)
+	if err != nil { // the address was taken meanwhile: another, and all requests signed afresh
+		logf("without the tree: %v; on another port", err)
+		if b, err = startBroker(ctx, cfg.Binary, dbURL, w.keyDir, "127.0.0.1:0", cfg.Connections, true); err != nil {
+			return fmt.Errorf("broker without the tree: %w", err)
+		}
 	}
 	defer b.stop()
 	logf("broker without the tree (--bench-without-tree): pid %d at %s", b.cmd.Process.Pid, b.url)
@@ -63,14 +67,24 @@ func compareTree(ctx context.Context, cfg Config, w *world, dbURL string, pgPID 
 	rate := max(res.RPS, 100)
 	warmN := int(rate*compareWarmup.Seconds()) + 10*cfg.Connections
 	n := warmN + int(rate*cfg.Duration.Seconds()*1.75) + 50*cfg.Connections
+	var reqs [][]byte
+	if host == left.host && time.Since(left.signedAt)+compareWarmup+cfg.Duration+5*time.Second < tokenBudget {
+		reqs = left.reqs[:min(n, len(left.reqs))]
+	}
 	signStart := time.Now()
-	reqs, err := presign(ctx, w, host, n, cfg.FlaggedShare, 4)
+	more, err := presign(ctx, w, host, n-len(reqs), cfg.FlaggedShare, 4)
 	if err != nil {
 		return err
 	}
 	c := &TreeComparison{PreSigned: n, SignSeconds: time.Since(signStart).Seconds()}
-	logf("without the tree: pre-signed %d requests in %.1f s; warming up for %s", n, c.SignSeconds, compareWarmup)
-	if time.Since(signStart)+compareWarmup+cfg.Duration+2*time.Second > tokenBudget {
+	logf("without the tree: %d requests left by the window, %d more pre-signed in %.1f s; warming up for %s", len(reqs), len(more), c.SignSeconds, compareWarmup)
+	// The window's own requests go first: they are the oldest.
+	reqs = append(reqs[:len(reqs):len(reqs)], more...)
+	oldest := signStart
+	if len(more) < n {
+		oldest = left.signedAt
+	}
+	if time.Since(oldest)+compareWarmup+cfg.Duration+2*time.Second > tokenBudget {
 		return fmt.Errorf("without the tree: the tokens would expire before the window ends")
 	}
 	wp := g.run(ctx, &requestPool{reqs: reqs[:warmN]}, compareWarmup, nil)
