@@ -41,10 +41,10 @@ lint: ## gofmt, go vet, opa fmt and opa check --strict
 	@out=$$($(GO) tool opa fmt --list policies); if [ -n "$$out" ]; then echo "opa fmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) tool opa check --strict policies
 
-bench: build ## a short load run (about 4 minutes, with wrk when deploy/wrk.sh can have it) that rewrites the load section of docs/performance.md
+bench: build ## a short load run (about 3 to 5 minutes, with wrk when deploy/wrk.sh can have it, and the same load without the audit tree) that rewrites the load section of docs/performance.md
 	@mkdir -p .data
 	$(BENCH) --flags 100000 --entries 1000000 --duration 20s --opa-duration 10s \
-		--wrk auto \
+		--wrk auto --compare-tree \
 		--out .data/bench-result.json --markdown docs/performance.md --section short
 
 stop: ## stop the dev and test Postgres clusters and the dev Vault

@@ -134,18 +134,19 @@ func Verify(ctx context.Context, src Source, verifier note.Verifier, origin stri
 	treeDone := make(chan struct{})
 	go func(jobs <-chan []*Entry) {
 		defer close(treeDone)
-		tree, broken := NewTree(), false
+		var tree rootBuilder // Tree.AppendEntry's leaves and Tree.Root's roots, without allocating per leaf
+		broken := false
 		for batch := range jobs {
 			for _, e := range batch {
 				if broken {
 					continue
 				}
-				if _, err := tree.AppendEntry(e.Hash, nil); err != nil || uint64(e.Seq) != tree.Size() {
+				if err := tree.appendEntry(e.Hash); err != nil || uint64(e.Seq) != tree.size {
 					broken = true // a gap or a bad hash, already reported by the chain check
 					continue
 				}
 				for _, root := range roots[e.Seq] {
-					if !bytes.Equal(root, tree.Root()) {
+					if !bytes.Equal(root, tree.root()) {
 						mu.Lock()
 						rep.fail(e.Seq, "checkpoint at %d states another tree root than the entries 1..%d give", e.Seq, e.Seq)
 						mu.Unlock()
@@ -153,9 +154,9 @@ func Verify(ctx context.Context, src Source, verifier note.Verifier, origin stri
 				}
 			}
 		}
-		if !broken && tree.Size() > 0 {
+		if !broken && tree.size > 0 {
 			mu.Lock()
-			rep.Root = tree.Root()
+			rep.Root = tree.root()
 			mu.Unlock()
 		}
 	}(treeJobs)

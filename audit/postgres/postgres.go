@@ -29,6 +29,14 @@ const jtiRetention = 6 * time.Minute
 // Store is the audit log in PostgreSQL.
 type Store struct {
 	Pool *pgxpool.Pool
+
+	// WithoutTree, for benchmarks only (varsel serve --bench-without-tree,
+	// which needs --test-subjects), has AppendBatch append entries without
+	// advancing the Merkle tree: the tree then lags the log (entries get
+	// TreeSize 0, Head is an error, no checkpoint can be signed) until
+	// CatchUpTree or the next append with the tree (AppendInTx) grows it
+	// over the entries it missed.
+	WithoutTree bool
 }
 
 var (
@@ -45,7 +53,7 @@ var columns = []string{"seq", "ts", "actor_agency", "actor", "role", "office", "
 func (s *Store) AppendBatch(ctx context.Context, entries []*audit.Entry) (replayed []int, err error) {
 	err = pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
 		var err error
-		replayed, err = AppendInTx(ctx, tx, entries)
+		replayed, err = appendInTx(ctx, tx, entries, !s.WithoutTree)
 		return err
 	})
 	if err != nil {
@@ -59,6 +67,12 @@ func (s *Store) AppendBatch(ctx context.Context, entries []*audit.Entry) (replay
 // lock until tx ends. Entries whose token id was used before are skipped
 // and their indexes returned.
 func AppendInTx(ctx context.Context, tx pgx.Tx, entries []*audit.Entry) (replayed []int, err error) {
+	return appendInTx(ctx, tx, entries, true)
+}
+
+// appendInTx is AppendInTx; without tree (benchmarks only, see
+// Store.WithoutTree) the Merkle tree is not advanced.
+func appendInTx(ctx context.Context, tx pgx.Tx, entries []*audit.Entry, tree bool) (replayed []int, err error) {
 	head, err := lockHead(ctx, tx)
 	if err != nil {
 		return nil, err
@@ -83,8 +97,10 @@ func AppendInTx(ctx context.Context, tx pgx.Tx, entries []*audit.Entry) (replaye
 		return replayed, nil
 	}
 	audit.Link(head, kept)
-	if err := advanceTree(ctx, tx, head, kept); err != nil {
-		return nil, err
+	if tree {
+		if err := advanceTree(ctx, tx, head, kept); err != nil {
+			return nil, err
+		}
 	}
 	rows := make([][]any, len(kept))
 	for i, e := range kept {

@@ -76,6 +76,13 @@ type Config struct {
 	KeyReloadInterval   time.Duration // default keys.DefaultReloadInterval
 	JTISweepInterval    time.Duration // default 1 min
 
+	// WithoutAuditTree is for benchmarks only (it needs TestSubjects):
+	// audit entries are appended without advancing the Merkle tree, and
+	// no checkpoint is signed (there is no tree root to sign), so that a
+	// load run can measure what the tree costs. The next broker started
+	// without it catches the tree up over the entries it missed.
+	WithoutAuditTree bool
+
 	// CheckFloor is the least time a "clear" check takes (0: none): see
 	// service.Service.ClearFloor.
 	CheckFloor time.Duration
@@ -164,7 +171,9 @@ func (a *App) Run(ctx context.Context) (err error) {
 	start(a.Sweeper.Run)
 	start(a.Notifier.Run)
 	start(a.Pusher.Run)
-	start(a.Checkpointer.Run)
+	if !a.cfg.WithoutAuditTree {
+		start(a.Checkpointer.Run)
+	}
 	start(a.Witnesses.Run)
 	start(a.SubjectKeys.Run)
 	start(func(ctx context.Context) { every(ctx, a.cfg.JTISweepInterval, time.Minute, a.sweepJTIs) })
@@ -185,7 +194,7 @@ func (a *App) close() error {
 	if a.AuditWriter != nil {
 		a.AuditWriter.Close() // commits what is queued
 	}
-	if a.Checkpointer != nil {
+	if a.Checkpointer != nil && !a.cfg.WithoutAuditTree {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		if _, err := a.Checkpointer.Checkpoint(ctx); err != nil {
 			a.log.Error("final audit checkpoint failed", "subsystem", "audit", "err", err)
@@ -208,6 +217,9 @@ func (a *App) close() error {
 
 func (a *App) open(ctx context.Context) error {
 	c := a.cfg
+	if c.WithoutAuditTree && !c.TestSubjects {
+		return errors.New("running without the audit tree is for benchmarks only: it needs test subjects")
+	}
 	if c.Migrate {
 		v, err := schema.Migrate(ctx, c.DatabaseURL)
 		if err != nil {
@@ -248,7 +260,7 @@ func (a *App) open(ctx context.Context) error {
 		return fmt.Errorf("load policies: %w", err)
 	}
 
-	a.AuditStore = &auditpg.Store{Pool: db.Pool}
+	a.AuditStore = &auditpg.Store{Pool: db.Pool, WithoutTree: c.WithoutAuditTree}
 	// A log from before the Merkle tree (or bulk-loaded) gets its tree
 	// built before the first append, in chunks, under the chain lock.
 	size, err := auditpg.CatchUpTree(ctx, db.Pool, 0)
@@ -256,6 +268,10 @@ func (a *App) open(ctx context.Context) error {
 		return fmt.Errorf("audit tree: %w", err)
 	}
 	a.log.Info("audit tree ready", "size", size)
+	if c.WithoutAuditTree {
+		a.log.Warn("benchmark mode: audit entries are appended without advancing the Merkle tree, and no audit checkpoint is signed",
+			"subsystem", "audit")
+	}
 	a.AuditWriter = audit.NewWriter(a.AuditStore, audit.WriterConfig{Logger: a.log, Registerer: registry})
 	ownVerifier, err := note.NewVerifier(verifierKey)
 	if err != nil {

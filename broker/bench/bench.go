@@ -51,6 +51,8 @@ type Config struct {
 	Tokens       int           // requests to pre-sign for the window (default: from the warm-up's rate)
 	Wrk          string        // also drive with wrk: off (default), auto (when deploy/wrk.sh finds or installs it) or on
 	FloorRound   time.Duration // one round of the cost floor (default 300 ms; 5 rounds per algorithm)
+	CompareTree  bool          // after the window, the same load on a broker without the audit tree (--bench-without-tree)
+	SkipVerify   bool          // do not time audit.Verify over the seeded log
 }
 
 func (c *Config) defaults() {
@@ -131,6 +133,9 @@ type Result struct {
 	OPACPU        CPUShare           `json:"opa_cpu"`
 
 	Wrk *WrkResult `json:"wrk,omitempty"`
+
+	WithoutTree *TreeComparison `json:"without_tree,omitempty"`
+	Verify      *VerifyRun      `json:"verify,omitempty"`
 }
 
 // GeneratorName describes the built-in load generator in reports.
@@ -170,6 +175,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	res.SeedSeconds = time.Since(seedStart).Seconds()
 	logf("seeded %d flags and %d audit entries in %.1f s", cfg.Flags, cfg.Entries, res.SeedSeconds)
 
+	if !cfg.SkipVerify {
+		if err := verifyLog(ctx, dbURL, res, logf); err != nil {
+			return nil, err
+		}
+	}
+
 	pgPID := postmasterPID(ctx, dbURL)
 	if pgPID == 0 {
 		logf("PostgreSQL is not a local process: its CPU is not measured")
@@ -178,7 +189,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	res.Floor = measureFloor(cfg.FloorRound, 5)
 	logf("cost floor (one core, thread CPU): P-256 ECDSA verify %.1f µs, Ed25519 verify %.1f µs", res.Floor.P256VerifyUs, res.Floor.Ed25519VerifyUs)
 
-	b, err := startBroker(ctx, cfg.Binary, dbURL, w.keyDir, cfg.Connections)
+	b, err := startBroker(ctx, cfg.Binary, dbURL, w.keyDir, "127.0.0.1:0", cfg.Connections, false)
 	if err != nil {
 		return nil, err
 	}
@@ -186,11 +197,28 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	logf("broker pid %d at %s", b.cmd.Process.Pid, b.url)
 
 	res.Generator = GeneratorName
-	if err := drive(ctx, cfg, w, b, pgPID, res, logf); err != nil {
+	left, err := drive(ctx, cfg, w, b, pgPID, res, logf)
+	if err != nil {
 		return nil, err
 	}
 	if res.Floor.P256VerifyUs > 0 {
 		res.FloorRatio = res.CPUPerRequest * 1000 / res.Floor.P256VerifyUs
+	}
+	if cfg.CompareTree {
+		// Right after the window: the same load on the same database,
+		// the broker restarted without the tree; then (for wrk) with it
+		// again.
+		b.stop()
+		if err := compareTree(ctx, cfg, w, dbURL, pgPID, left, res, logf); err != nil {
+			return nil, err
+		}
+		if wrkBin != "" {
+			if b, err = startBroker(ctx, cfg.Binary, dbURL, w.keyDir, "127.0.0.1:0", cfg.Connections, false); err != nil {
+				return nil, err
+			}
+			defer b.stop()
+			logf("broker with the tree again: pid %d at %s", b.cmd.Process.Pid, b.url)
+		}
 	}
 	var tmp string
 	if wrkBin != "" {

@@ -32,11 +32,16 @@ type brokerProc struct {
 	once sync.Once
 }
 
-// startBroker runs `varsel serve` as a child process and waits for it.
-func startBroker(ctx context.Context, binary, dbURL, keyDir string, conns int) (*brokerProc, error) {
-	cmd := exec.CommandContext(ctx, binary, "serve", "--listen", "127.0.0.1:0", "--keys", "file:"+keyDir,
+// startBroker runs `varsel serve` as a child process listening on listen
+// ("127.0.0.1:0" for any port) and waits for it; withoutTree adds
+// --bench-without-tree.
+func startBroker(ctx context.Context, binary, dbURL, keyDir, listen string, conns int, withoutTree bool) (*brokerProc, error) {
+	cmd := exec.CommandContext(ctx, binary, "serve", "--listen", listen, "--keys", "file:"+keyDir,
 		"--test-subjects", "--log-format", "json", "--log-level", "info", "--office-hours", "",
 		"--max-db-conns", strconv.Itoa(min(max(conns/2, 8), 64)))
+	if withoutTree {
+		cmd.Args = append(cmd.Args, "--bench-without-tree")
+	}
 	if p := os.Getenv("VARSEL_BENCH_PPROF"); p != "" {
 		cmd.Args = append(cmd.Args, "--pprof-listen", p)
 	}
@@ -50,22 +55,29 @@ func startBroker(ctx context.Context, binary, dbURL, keyDir string, conns int) (
 	}
 	b := &brokerProc{cmd: cmd}
 	addr := make(chan string, 1)
+	exited := make(chan string, 1) // its last log line
 	go func() {
 		sc := bufio.NewScanner(stderr)
+		var last string
 		for sc.Scan() {
 			var rec struct {
 				Msg  string `json:"msg"`
 				Addr string `json:"addr"`
 			}
+			last = sc.Text()
 			if json.Unmarshal(sc.Bytes(), &rec) == nil && rec.Msg == "varsel serving" {
 				addr <- rec.Addr
 			}
 		}
+		exited <- last
 	}()
 	select {
 	case a := <-addr:
 		b.url = "http://" + a
 		return b, nil
+	case last := <-exited:
+		b.stop()
+		return nil, fmt.Errorf("broker exited before serving: %s", last)
 	case <-time.After(60 * time.Second):
 		b.stop()
 		return nil, fmt.Errorf("broker did not start within 60 s")
@@ -116,8 +128,10 @@ const warmGuess = 15000
 // drive runs the check load with pre-signed requests: a warm-up (which
 // measures the rate the window's pool is sized from), the signing of that
 // pool with the broker idle, a second short warm-up, then the measured
-// window, in which the generator only sends and reads.
-func drive(ctx context.Context, cfg Config, w *world, b *brokerProc, pgPID int, res *Result, logf func(string, ...any)) error {
+// window, in which the generator only sends and reads. It returns the
+// pre-signed requests the window did not send (for b's address) and when
+// they were signed.
+func drive(ctx context.Context, cfg Config, w *world, b *brokerProc, pgPID int, res *Result, logf func(string, ...any)) (*leftover, error) {
 	host := strings.TrimPrefix(b.url, "http://")
 	g := newGenerator(host, cfg.Connections)
 	g.hitMarker = []byte(`"result":"precautions"`)
@@ -126,12 +140,12 @@ func drive(ctx context.Context, cfg Config, w *world, b *brokerProc, pgPID int, 
 	t0 := time.Now()
 	warm, err := presign(ctx, w, host, int(cfg.Warmup.Seconds()*warmGuess)+10*cfg.Connections, cfg.FlaggedShare, 1)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	logf("pre-signed %d warm-up requests in %.1f s; warming up for %s with %d connections", len(warm), time.Since(t0).Seconds(), cfg.Warmup, cfg.Connections)
 	wp := g.run(ctx, &requestPool{reqs: warm}, cfg.Warmup, nil)
 	if wp.OK == 0 {
-		return fmt.Errorf("warm-up: no check answered 200 (%s)", errorsText(wp.Errors))
+		return nil, fmt.Errorf("warm-up: no check answered 200 (%s)", errorsText(wp.Errors))
 	}
 	rate := float64(wp.Requests) / wp.Elapsed.Seconds()
 	n := cfg.Tokens
@@ -141,12 +155,12 @@ func drive(ctx context.Context, cfg Config, w *world, b *brokerProc, pgPID int, 
 	signStart := time.Now()
 	pool, err := presign(ctx, w, host, n, cfg.FlaggedShare, 2)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	res.PreSigned, res.SignSeconds = n, time.Since(signStart).Seconds()
 	logf("warm-up rate %.0f/s; pre-signed %d requests for the window in %.1f s", rate, n, res.SignSeconds)
 	if time.Since(signStart)+cfg.Duration+2*time.Second > tokenBudget {
-		return fmt.Errorf("the window's tokens would expire before it ends: signing took %.0f s, --duration is %s, tokens live %s",
+		return nil, fmt.Errorf("the window's tokens would expire before it ends: signing took %.0f s, --duration is %s, tokens live %s",
 			res.SignSeconds, cfg.Duration, auth.MaxLifetime)
 	}
 	// Signing left the broker idle: warm it up again, briefly, from the pool.
@@ -156,7 +170,8 @@ func drive(ctx context.Context, cfg Config, w *world, b *brokerProc, pgPID int, 
 	meter := cpuMeter{serverPID: b.cmd.Process.Pid, pgPID: pgPID}
 	c0 := meter.read()
 	last, lastAt := int64(0), time.Duration(0)
-	ph := g.run(ctx, &requestPool{reqs: pool}, cfg.Duration, func(at time.Duration, n int64) {
+	window := &requestPool{reqs: pool}
+	ph := g.run(ctx, window, cfg.Duration, func(at time.Duration, n int64) {
 		logf("t=%3.0fs  checks/s=%6.0f  total=%d", at.Seconds(), float64(n-last)/(at-lastAt).Seconds(), n)
 		last, lastAt = n, at
 	})
@@ -178,7 +193,15 @@ func drive(ctx context.Context, cfg Config, w *world, b *brokerProc, pgPID int, 
 	logf("measured %d checks in %.1f s: %.0f/s, p50 %.2f ms, p99 %.2f ms, max %.2f ms, errors %v; CPU ms per check: generator %.3f, broker %.3f, postgres %.3f, other %.3f",
 		res.Requests, ph.Elapsed.Seconds(), res.RPS, res.Latency["p50"], res.Latency["p99"], res.Latency["max"], ph.Errors,
 		res.CPU.GeneratorMs, res.CPU.ServerMs, res.CPU.PostgresMs, res.CPU.OtherMs)
-	return nil
+	return &leftover{host: host, reqs: pool[min(len(pool), int(window.next.Load())):], signedAt: signStart}, nil
+}
+
+// leftover is what a window left of its pre-signed requests: their Host
+// is host, and their tokens' lifetime runs from signedAt.
+type leftover struct {
+	host     string
+	reqs     [][]byte
+	signedAt time.Time
 }
 
 // ceiling measures the audit writer alone: the same number of rows, the

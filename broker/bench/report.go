@@ -27,6 +27,19 @@ func Summary(r *Result) string {
 		fmt.Fprintf(&b, "cost floor:     one P-256 verify %.1f µs, one Ed25519 verify %.1f µs (one core) -> broker CPU per check = %.2f × P-256 verify\n",
 			r.Floor.P256VerifyUs, r.Floor.Ed25519VerifyUs, r.FloorRatio)
 	}
+	if v := r.Verify; v != nil {
+		fmt.Fprintf(&b, "audit verify:   %.0f entries/s (%d entries in %.2f s, tree root = the stored one: %v)\n", v.Rate, v.Entries, v.Seconds, v.RootMatches)
+	}
+	if c := r.WithoutTree; c != nil {
+		fmt.Fprintf(&b, "without tree:   %.0f checks/s (%d requests, %d ok), p50 %.2f p99 %.2f max %.2f ms, errors %s\n",
+			c.RPS, c.Requests, c.OK, c.Latency["p50"], c.Latency["p99"], c.Latency["max"], errorsText(c.Errors))
+		fmt.Fprintf(&b, "  CPU ms/check: %s\n", cpuText(c.CPU, "broker"))
+		fmt.Fprintf(&b, "tree cost:      checks/s with ÷ without %.3f, broker CPU per check with ÷ without %.3f", c.RateRatio, c.CPURatio)
+		if c.CPU.PostgresMs > 0 {
+			fmt.Fprintf(&b, ", broker + postgres CPU per check with ÷ without %.3f", (r.CPU.ServerMs+r.CPU.PostgresMs)/(c.CPU.ServerMs+c.CPU.PostgresMs))
+		}
+		b.WriteString("\n")
+	}
 	fmt.Fprintf(&b, "audited:        %d check entries for %d answers (every answer audited: %v)\n", r.Audited, r.Answered, r.AllAudited)
 	fmt.Fprintf(&b, "group commit:   %.0f rows/s alone -> ratio %.2f\n", r.CeilingRate, r.CeilingRatio)
 	if r.OPARate > 0 {
@@ -112,6 +125,25 @@ func UpdateMarkdown(path, name string, r *Result) error {
 			r.Floor.P256VerifyUs, r.Floor.Ed25519VerifyUs, r.FloorRatio, algOr(r.Alg), sig, r.CPUPerRequest*1000*(1-sig/100))
 	}
 	row("broker peak RSS", "**%.0f MiB**", r.PeakRSSMiB)
+	if c := r.WithoutTree; c != nil {
+		row("without the audit tree (broker restarted on the same database with `--bench-without-tree`, right after the window above; same load)",
+			"**%.0f** checks/s (%d requests, %d answered 200, %d pre-signed), p50 / p90 / p99 / max %.2f / %.2f / **%.2f** / %.2f ms, errors %s; %s",
+			c.RPS, c.Requests, c.OK, c.PreSigned, c.Latency["p50"], c.Latency["p90"], c.Latency["p99"], c.Latency["max"], errorsText(c.Errors), cutText(c))
+		row("CPU ms per check without the tree", "%s", cpuText(c.CPU, "broker"))
+		pg := ""
+		if c.CPU.PostgresMs > 0 {
+			with, without := r.CPU.ServerMs+r.CPU.PostgresMs, c.CPU.ServerMs+c.CPU.PostgresMs
+			pg = fmt.Sprintf(", PostgreSQL %.3f against %.3f ms; broker and PostgreSQL together **%.3f against %.3f ms (× %.3f)**",
+				r.CPU.PostgresMs, c.CPU.PostgresMs, with, without, with/without)
+		}
+		row("the tree's cost (with against without, same run)", "checks/s ratio **%.3f** (%+.1f %%), p99 %.2f against %.2f ms, broker CPU per check %.3f against %.3f ms (× %.3f)%s",
+			c.RateRatio, 100*(c.RateRatio-1), r.Latency["p99"], c.Latency["p99"], r.CPUPerRequest, c.CPU.ServerMs, c.CPURatio, pg)
+	}
+	if v := r.Verify; v != nil {
+		row("`varsel audit verify` over the seeded log (audit.Verify from PostgreSQL: entry hashes, chain, Merkle tree rebuilt, before the load)",
+			"**%.0f entries/s** (%d entries in %.2f s; rebuilt tree root = the stored tree's: %v; machine busy %.1f of %.1f CPU s)",
+			v.Rate, v.Entries, v.Seconds, v.RootMatches, v.MachineBusy, v.MachineCPUs)
+	}
 	row("audited", "%d check entries for %d answers: every answer audited = %v", r.Audited, r.Answered, r.AllAudited)
 	row("group-commit ceiling (writer alone, same rows, same concurrency)", "%.0f rows/s → ratio **%.2f**", r.CeilingRate, r.CeilingRatio)
 	opa := "stock OPA server, same policy and input, loopback HTTP"
@@ -123,7 +155,11 @@ func UpdateMarkdown(path, name string, r *Result) error {
 		row("CPU ms per OPA decision", "%s", cpuText(r.OPACPU, "opa"))
 	}
 	if w := r.Wrk; w != nil {
-		row("wrk (same broker, after the window above)", "**%.0f** checks/s (%d requests, %d answered 2xx, %d pre-signed), p50 / p90 / p99 / max %.2f / %.2f / **%.2f** / %.2f ms, errors %s",
+		label := "wrk (same broker, after the window above)"
+		if r.WithoutTree != nil {
+			label = "wrk (the broker with the tree, restarted after the windows above)"
+		}
+		row(label, "**%.0f** checks/s (%d requests, %d answered 2xx, %d pre-signed), p50 / p90 / p99 / max %.2f / %.2f / **%.2f** / %.2f ms, errors %s",
 			w.Broker.RPS, w.Broker.Requests, w.Broker.OK, w.Broker.PreSigned, w.Broker.Latency["p50"], w.Broker.Latency["p90"], w.Broker.Latency["p99"], w.Broker.Latency["max"], errorsText(w.Broker.Errors))
 		row("CPU ms per check under wrk", "%s", cpuText(w.Broker.CPU, "broker"))
 		if w.OPA != nil {
@@ -143,6 +179,13 @@ func UpdateMarkdown(path, name string, r *Result) error {
 		text = strings.TrimRight(text, "\n") + "\n\n" + section
 	}
 	return os.WriteFile(path, []byte(text), 0o644)
+}
+
+func cutText(c *TreeComparison) string {
+	if c.WindowCut {
+		return fmt.Sprintf("measured %.1f s (the pre-signed requests ran out)", c.Measured.Seconds())
+	}
+	return fmt.Sprintf("measured %.1f s", c.Measured.Seconds())
 }
 
 func algOr(a string) string {

@@ -49,8 +49,13 @@ alone (the group-commit ceiling) and a stock OPA server evaluating the same
 policy over loopback HTTP, driven by the same generator with the same
 connections. With --wrk it also drives the broker and the OPA server with
 wrk (a C load generator; deploy/wrk.sh installs Debian's package as root)
-fed pre-signed requests by a Lua script, and reports both. The database is
-dropped at the end.
+fed pre-signed requests by a Lua script, and reports both. With
+--compare-tree it restarts the broker on the same database without the
+audit log's Merkle tree ("varsel serve --bench-without-tree", a benchmark
+only mode) right after the window, measures the same load again and
+reports what the tree costs. Before the load it times "varsel audit
+verify" (audit.Verify: hashes, chain and the tree rebuilt) over the seeded
+log (--skip-verify does without). The database is dropped at the end.
 
 It needs a varsel binary (--varsel; by default the one next to this
 executable, where "make build" puts both), a PostgreSQL server it may create
@@ -64,7 +69,7 @@ Example, the short run of "make bench":
 
   make build
   bin/varsel-bench --flags 100000 --entries 1000000 --duration 20s --opa-duration 10s --wrk auto \
-    --out .data/bench-result.json --markdown docs/performance.md --section short
+    --compare-tree --out .data/bench-result.json --markdown docs/performance.md --section short
 
 The window's tokens must all be sent within their 300 s lifetime, so
 --duration is at most about 4 minutes.
@@ -96,6 +101,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	section := fs.String("section", "full", `name of the Markdown section to write ("full", "short")`)
 	tokens := fs.Int("tokens", 0, "requests to pre-sign for the window (default: 2.5 × the warm-up's rate × duration)")
 	wrk := fs.String("wrk", "off", "also drive the broker and the OPA server with wrk: off, auto (when deploy/wrk.sh finds or installs it) or on")
+	compareTree := fs.Bool("compare-tree", false, "after the window, restart the broker on the same database without the audit Merkle tree (varsel serve --bench-without-tree) and measure the same load again; the report gives both and their ratio")
+	skipVerify := fs.Bool("skip-verify", false, "do not time varsel audit verify (audit.Verify, the tree included) over the seeded log")
 	fromJSON := fs.String("report", "", "do not run: render the result file of an earlier run (with --markdown)")
 	// Not fs.Usage: the flag package would print it on every parse error.
 	usage := func() {
@@ -136,7 +143,8 @@ pprof on ADDR during the run.
 	}
 	cfg := bench.Config{Command: strings.TrimSpace("varsel-bench " + strings.Join(args, " ")), ServerURL: *server, Binary: binary,
 		RepoDir: schematest.RepoRoot(), Flags: *flags, Entries: *entries, Connections: *conns, Duration: *dur, Warmup: *warm,
-		OPADuration: *opaDur, SkipOPA: *skipOPA, Alg: *alg, Out: *out, Log: stderr, Tokens: *tokens, Wrk: *wrk}
+		OPADuration: *opaDur, SkipOPA: *skipOPA, Alg: *alg, Out: *out, Log: stderr, Tokens: *tokens, Wrk: *wrk,
+		CompareTree: *compareTree, SkipVerify: *skipVerify}
 	res, err := bench.Run(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("bench: %w", err)

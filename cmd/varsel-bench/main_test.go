@@ -102,7 +102,8 @@ func TestReportRendersEarlierRun(t *testing.T) {
 }
 
 // TestShortRun runs the tool for real, briefly and without the OPA
-// reference, against a varsel built for the test.
+// reference, against a varsel built for the test: with the window without
+// the audit tree, and audit verify timed over the seeded log.
 func TestShortRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds varsel and runs a broker")
@@ -114,7 +115,7 @@ func TestShortRun(t *testing.T) {
 	}
 	resultFile := filepath.Join(dir, "result.json")
 	out, log, err := benchCLI(t, map[string]string{"DATABASE_URL": os.Getenv("DATABASE_URL")}, "--varsel", varsel,
-		"--flags", "200", "--entries", "1000", "--connections", "4", "--warmup", "200ms", "--duration", "1s", "--skip-opa", "--out", resultFile)
+		"--flags", "200", "--entries", "1000", "--connections", "4", "--warmup", "200ms", "--duration", "1s", "--skip-opa", "--compare-tree", "--out", resultFile)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, log)
 	}
@@ -127,5 +128,19 @@ func TestShortRun(t *testing.T) {
 	}
 	if res.OK == 0 || res.Entries != 1000 || !strings.HasPrefix(res.Command, "varsel-bench --varsel ") {
 		t.Errorf("result: %+v", res)
+	}
+	if c := res.WithoutTree; c == nil || c.OK == 0 || len(c.Errors) > 0 || c.RateRatio <= 0 || c.CPURatio <= 0 {
+		t.Errorf("without the tree: %+v\nlog:\n%s", c, log)
+	}
+	// 1,000 seeded entries and the agencies' own.
+	if v := res.Verify; v == nil || v.Entries < 1000 || v.Rate <= 0 || !v.RootMatches {
+		t.Errorf("audit verify: %+v", v)
+	}
+	if !strings.Contains(out, "tree cost:") || !strings.Contains(out, "audit verify:") {
+		t.Errorf("summary:\n%s", out)
+	}
+	// Every answer of both windows was audited.
+	if !res.AllAudited {
+		t.Errorf("not every answer audited: %d entries for %d answers", res.Audited, res.Answered)
 	}
 }

@@ -56,7 +56,8 @@ type Config struct {
 	ClockOffset         time.Duration // fault injection only: the broker's clock runs this far ahead
 	Witnesses           []string      // URL=VKEYFILE
 
-	witnesses []app.WitnessConfig // Witnesses read (by validate)
+	witnesses        []app.WitnessConfig // Witnesses read (by validate)
+	BenchWithoutTree bool
 }
 
 // DefaultConfig is the embedded default that `make run` relies on.
@@ -118,6 +119,7 @@ func (c *Config) register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.ClockOffset, "clock-offset", c.ClockOffset, "testing only (needs --test-subjects): run the broker's clock this far ahead of the machine's, to measure a replica with a skewed clock")
 	fs.Var((*stringList)(&c.Witnesses), "witness", "a witness to send each checkpoint to, as URL=VKEYFILE: its C2SP tlog-witness submission prefix and a file with its cosigner key (repeatable; see varsel witness)")
 	fs.DurationVar(&c.KeyReloadInterval, "key-reload-interval", c.KeyReloadInterval, "how often to read the subject key chain; checks stop (503) after 3 intervals without a good read. keys rotate-subject --grace must exceed 4 of them")
+	fs.BoolVar(&c.BenchWithoutTree, "bench-without-tree", c.BenchWithoutTree, "benchmark only (varsel-bench --compare-tree): append audit entries without advancing the Merkle tree and sign no checkpoints; refused without --test-subjects, never in production")
 }
 
 func (c *Config) validate() error {
@@ -144,6 +146,9 @@ func (c *Config) validate() error {
 		return err
 	}
 	c.witnesses = ws
+	if c.BenchWithoutTree && !c.TestSubjects {
+		return fmt.Errorf("--bench-without-tree is for benchmarks only: it needs --test-subjects")
+	}
 	return nil
 }
 
@@ -201,6 +206,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("key_reload_interval", c.KeyReloadInterval),
 		slog.Duration("clock_offset", c.ClockOffset),
 		slog.Any("witnesses", c.Witnesses),
+		slog.Bool("bench_without_tree", c.BenchWithoutTree),
 	)
 }
 
@@ -291,7 +297,8 @@ func (c *Config) app() app.Config {
 		WebhookAllowHTTP: c.WebhookAllowHTTP, WebhookFirstRetry: c.WebhookFirstRetry, WebhookInterval: c.WebhookInterval,
 		ReviewSweepInterval: c.ReviewSweepInterval, CheckpointInterval: c.CheckpointInterval,
 		KeyReloadInterval: c.KeyReloadInterval, CheckFloor: c.CheckFloor,
-		Witnesses: c.witnesses,
+		Witnesses:        c.witnesses,
+		WithoutAuditTree: c.BenchWithoutTree,
 	}
 }
 
