@@ -2,7 +2,6 @@ package audit
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -121,83 +120,6 @@ func (t *Tree) AppendEntry(hexHash string, nodes []Node) ([]Node, error) {
 		return nodes, err
 	}
 	return t.Append(leaf, nodes)
-}
-
-// rootBuilder grows a tree from seq 1 leaf by leaf, as Tree.AppendEntry
-// does, and gives its root as Tree.Root does, without allocating per leaf
-// (the entry hash is decoded into a reused buffer, and leaves and merges
-// are hashed from it): Verify rebuilds the whole log's tree with it. It
-// keeps the roots of the perfect subtrees, left to right, one per set bit
-// of the size, as a compact range does; it keeps no tile nodes.
-type rootBuilder struct {
-	size  uint64
-	stack [][sha256.Size]byte
-	buf   [1 + 2*sha256.Size]byte
-}
-
-// appendEntry adds the leaf of the entry with hash hexHash:
-// SHA-256(0x00 || the 32 hash bytes), then merges the perfect subtrees it
-// completes: SHA-256(0x01 || left || right).
-func (b *rootBuilder) appendEntry(hexHash string) error {
-	if len(hexHash) != 2*sha256.Size || !decodeHex(b.buf[1:1+sha256.Size], hexHash) {
-		return fmt.Errorf("entry hash %q is not 32 hex bytes", hexHash)
-	}
-	b.buf[0] = 0x00
-	h := sha256.Sum256(b.buf[:1+sha256.Size])
-	b.buf[0] = 0x01
-	for s := b.size; s&1 == 1; s >>= 1 {
-		left := b.stack[len(b.stack)-1]
-		b.stack = b.stack[:len(b.stack)-1]
-		copy(b.buf[1:], left[:])
-		copy(b.buf[1+sha256.Size:], h[:])
-		h = sha256.Sum256(b.buf[:])
-	}
-	b.stack = append(b.stack, h)
-	b.size++
-	return nil
-}
-
-// root is the tree's root hash (RFC 6962's empty root for no leaves): the
-// perfect subtrees' roots folded from the right.
-func (b *rootBuilder) root() []byte {
-	if b.size == 0 {
-		return Hasher.EmptyRoot()
-	}
-	h := b.stack[len(b.stack)-1]
-	var buf [1 + 2*sha256.Size]byte
-	buf[0] = 0x01
-	for i := len(b.stack) - 2; i >= 0; i-- {
-		copy(buf[1:], b.stack[i][:])
-		copy(buf[1+sha256.Size:], h[:])
-		h = sha256.Sum256(buf[:])
-	}
-	return h[:]
-}
-
-// decodeHex decodes the hex string s (either case, as hex.DecodeString
-// accepts) into dst, which is len(s)/2 bytes long.
-func decodeHex(dst []byte, s string) bool {
-	for i := range dst {
-		hi, ok1 := fromHex(s[2*i])
-		lo, ok2 := fromHex(s[2*i+1])
-		if !ok1 || !ok2 {
-			return false
-		}
-		dst[i] = hi<<4 | lo
-	}
-	return true
-}
-
-func fromHex(c byte) (byte, bool) {
-	switch {
-	case '0' <= c && c <= '9':
-		return c - '0', true
-	case 'a' <= c && c <= 'f':
-		return c - 'a' + 10, true
-	case 'A' <= c && c <= 'F':
-		return c - 'A' + 10, true
-	}
-	return 0, false
 }
 
 // TreeHead is the tree at the log's head: its size (= the last seq), root,

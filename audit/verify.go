@@ -134,19 +134,18 @@ func Verify(ctx context.Context, src Source, verifier note.Verifier, origin stri
 	treeDone := make(chan struct{})
 	go func(jobs <-chan []*Entry) {
 		defer close(treeDone)
-		var tree rootBuilder // Tree.AppendEntry's leaves and Tree.Root's roots, without allocating per leaf
-		broken := false
+		tree, broken := NewTree(), false
 		for batch := range jobs {
 			for _, e := range batch {
 				if broken {
 					continue
 				}
-				if err := tree.appendEntry(e.Hash); err != nil || uint64(e.Seq) != tree.size {
+				if _, err := tree.AppendEntry(e.Hash, nil); err != nil || uint64(e.Seq) != tree.Size() {
 					broken = true // a gap or a bad hash, already reported by the chain check
 					continue
 				}
 				for _, root := range roots[e.Seq] {
-					if !bytes.Equal(root, tree.root()) {
+					if !bytes.Equal(root, tree.Root()) {
 						mu.Lock()
 						rep.fail(e.Seq, "checkpoint at %d states another tree root than the entries 1..%d give", e.Seq, e.Seq)
 						mu.Unlock()
@@ -154,9 +153,9 @@ func Verify(ctx context.Context, src Source, verifier note.Verifier, origin stri
 				}
 			}
 		}
-		if !broken && tree.size > 0 {
+		if !broken && tree.Size() > 0 {
 			mu.Lock()
-			rep.Root = tree.root()
+			rep.Root = tree.Root()
 			mu.Unlock()
 		}
 	}(treeJobs)
