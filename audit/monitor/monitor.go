@@ -21,6 +21,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/transparency-dev/merkle/proof"
@@ -84,6 +85,13 @@ func Run(ctx context.Context, c Config) (*Result, error) {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	// One run at a time per state file (cron runs may overlap): a slower
+	// run must not write an older checkpoint over a newer one.
+	unlock, err := lockState(c.State)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	prev, err := loadState(c.State)
 	if err != nil {
 		return nil, err
@@ -270,6 +278,22 @@ func (c Config) get(ctx context.Context, path string) ([]byte, int, error) {
 		return nil, 0, fmt.Errorf("GET %s: %w", path, err)
 	}
 	return b, resp.StatusCode, nil
+}
+
+// lockState takes an exclusive lock on PATH.lock until unlock.
+func lockState(path string) (unlock func(), err error) {
+	f, err := os.OpenFile(path+".lock", os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("state file lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("state file lock: %w", err)
+	}
+	return func() {
+		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		f.Close()
+	}, nil
 }
 
 func loadState(path string) (*State, error) {
