@@ -73,7 +73,7 @@ func AppendInTx(ctx context.Context, tx pgx.Tx, entries []*audit.Entry) (replaye
 // appendInTx is AppendInTx; without tree (benchmarks only, see
 // Store.WithoutTree) the Merkle tree is not advanced.
 func appendInTx(ctx context.Context, tx pgx.Tx, entries []*audit.Entry, tree bool) (replayed []int, err error) {
-	head, err := lockHead(ctx, tx)
+	head, stored, err := lockHead(ctx, tx)
 	if err != nil {
 		return nil, err
 	}
@@ -98,7 +98,7 @@ func appendInTx(ctx context.Context, tx pgx.Tx, entries []*audit.Entry, tree boo
 	}
 	audit.Link(head, kept)
 	if tree {
-		if err := advanceTree(ctx, tx, head, kept); err != nil {
+		if err := advanceTree(ctx, tx, stored, head, kept); err != nil {
 			return nil, err
 		}
 	}
@@ -128,17 +128,34 @@ func isDataError(err error) bool {
 }
 
 // lockHead takes the chain lock until tx ends (serialising writers on every
-// replica) and reads the head it may append after.
-func lockHead(ctx context.Context, tx pgx.Tx) (audit.Receipt, error) {
+// replica) and reads the head it may append after, and the stored tree
+// head, in one statement after the lock (nil: no tree stored yet).
+func lockHead(ctx context.Context, tx pgx.Tx) (audit.Receipt, *audit.Tree, error) {
 	var head audit.Receipt
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(chainLock)); err != nil {
-		return head, fmt.Errorf("lock chain: %w", err)
+		return head, nil, fmt.Errorf("lock chain: %w", err)
 	}
-	err := tx.QueryRow(ctx, `SELECT seq, hash FROM audit_entries ORDER BY seq DESC LIMIT 1`).Scan(&head.Seq, &head.Hash)
-	if err != nil && err != pgx.ErrNoRows {
-		return head, fmt.Errorf("read chain head: %w", err)
+	var seq, size *int64
+	var hash *string
+	var rng []byte
+	err := tx.QueryRow(ctx, `SELECT e.seq, e.hash, t.size, t.range
+		FROM (SELECT 1) AS one
+		LEFT JOIN LATERAL (SELECT seq, hash FROM audit_entries ORDER BY seq DESC LIMIT 1) e ON true
+		LEFT JOIN audit_tree_head t ON true`).Scan(&seq, &hash, &size, &rng)
+	if err != nil {
+		return head, nil, fmt.Errorf("read chain head: %w", err)
 	}
-	return head, nil
+	if seq != nil {
+		head = audit.Receipt{Seq: *seq, Hash: *hash}
+	}
+	if size == nil {
+		return head, audit.NewTree(), nil
+	}
+	tree, err := audit.LoadTree(uint64(*size), rng)
+	if err != nil {
+		return head, nil, fmt.Errorf("read the tree head: %w", err)
+	}
+	return head, tree, nil
 }
 
 func row(e *audit.Entry, ts time.Time) []any {

@@ -18,21 +18,6 @@ import (
 // tileWidth is the number of hashes in a full tile (C2SP tlog-tiles).
 const tileWidth = 256
 
-// readTree reads the stored tree head (within the chain lock). A log from
-// before the tree has none: the empty tree.
-func readTree(ctx context.Context, tx pgx.Tx) (*audit.Tree, error) {
-	var size int64
-	var rng []byte
-	err := tx.QueryRow(ctx, `SELECT size, range FROM audit_tree_head`).Scan(&size, &rng)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return audit.NewTree(), nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read the tree head: %w", err)
-	}
-	return audit.LoadTree(uint64(size), rng)
-}
-
 // catchUp adds the leaves of the entries after the tree's size up to seq
 // to (stored before the tree existed, or by a bulk load), at most limit of
 // them (0: all), and returns the tile nodes they completed.
@@ -94,12 +79,9 @@ func writeTree(ctx context.Context, tx pgx.Tx, tree *audit.Tree, nodes []audit.N
 }
 
 // advanceTree adds the leaves of entries (just linked after head) to the
-// tree, and sets each entry's TreeSize to the size it reaches.
-func advanceTree(ctx context.Context, tx pgx.Tx, head audit.Receipt, entries []*audit.Entry) error {
-	tree, err := readTree(ctx, tx)
-	if err != nil {
-		return err
-	}
+// stored tree (as lockHead read it), and sets each entry's TreeSize to the
+// size it reaches.
+func advanceTree(ctx context.Context, tx pgx.Tx, tree *audit.Tree, head audit.Receipt, entries []*audit.Entry) error {
 	if int64(tree.Size()) > head.Seq {
 		// Committed entries were removed (by a database superuser): append
 		// nothing more, so that no disclosure lands in a log whose tree
@@ -134,11 +116,7 @@ func CatchUpTree(ctx context.Context, pool *pgxpool.Pool, chunk int64) (int64, e
 		var size int64
 		var done bool
 		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-			head, err := lockHead(ctx, tx)
-			if err != nil {
-				return err
-			}
-			tree, err := readTree(ctx, tx)
+			head, tree, err := lockHead(ctx, tx)
 			if err != nil {
 				return err
 			}
