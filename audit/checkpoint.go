@@ -303,11 +303,33 @@ func (c *Checkpointer) ownHead(cp Checkpoint) (SignedHead, bool) {
 
 // treeAt reads the compact range of the tree at the trusted head t out of
 // the tiles, and checks that it has the root t states (a checkpoint from
-// before the tree states none: its range is taken as the tiles give it,
-// and everything after it is checked).
+// before the tree states none: the range is then built from the entries).
 func (c *Checkpointer) treeAt(ctx context.Context, t SignedHead) (*Tree, error) {
 	if t.Size == 0 {
 		return NewTree(), nil
+	}
+	if t.Root == nil {
+		// A checkpoint from before the tree binds no root: the tree under it
+		// is built from the entries' hashes (once, after the upgrade), not
+		// taken from stored nodes nothing signed; the chain check covers
+		// the entries from it on.
+		tree := NewTree()
+		last := ""
+		err := c.Store.EntriesRange(ctx, 0, t.Size, func(e *Entry) error {
+			if uint64(e.Seq) != tree.Size()+1 {
+				return fmt.Errorf("%w: entry %d is missing", ErrNotExtension, tree.Size()+1)
+			}
+			last = e.Hash
+			_, err := tree.AppendEntry(e.Hash, nil)
+			return err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("build the tree under checkpoint %d: %w", t.Size, err)
+		}
+		if int64(tree.Size()) != t.Size || last != t.Chain {
+			return nil, fmt.Errorf("%w: entry %d no longer has the checkpointed hash", ErrNotExtension, t.Size)
+		}
+		return tree, nil
 	}
 	tree, err := TreeFromTiles(ctx, c.Store, uint64(t.Size))
 	if err != nil {

@@ -1,14 +1,19 @@
 package postgres_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/hex"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/mod/sumdb/note"
 
 	"varsel/audit"
 	auditpg "varsel/audit/postgres"
@@ -347,5 +352,45 @@ func TestCheckpointerRestartsFromItsNewestCheckpoint(t *testing.T) {
 	}
 	if _, err := (&audit.Checkpointer{Store: store, Signer: signer, Origin: testOrigin}).Checkpoint(ctx); err == nil {
 		t.Fatal("a checkpointer without its verifier signed")
+	}
+}
+
+// After the upgrade to the tree, the newest trusted checkpoint states no
+// root (the chain head's hash stands where the root is): the checkpointer
+// builds the tree under it from the entries and signs the next head's root.
+func TestCheckpointerAfterPreTreeCheckpoint(t *testing.T) {
+	url, _ := freshDB(t)
+	ctx := context.Background()
+	signer, verifier := newSigner(t)
+	store := &auditpg.Store{Pool: runtimePool(t, url)}
+	w := audit.NewWriter(store, audit.WriterConfig{})
+	defer w.Close()
+	appendN(t, w, 7)
+	head, err := store.Head(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := hex.DecodeString(head.Chain)
+	old, err := note.Sign(&note.Note{Text: fmt.Sprintf("%s\n%d\n%s\n", testOrigin, head.Size, base64.StdEncoding.EncodeToString(raw))}, signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.InsertCheckpoint(ctx, audit.Checkpoint{Count: head.Size, Hash: head.Chain, Note: string(old)}); err != nil {
+		t.Fatal(err)
+	}
+	appendN(t, w, 5)
+	cpr := &audit.Checkpointer{Store: store, Signer: signer, Verifier: verifier, Origin: testOrigin}
+	if made, err := cpr.Checkpoint(ctx); err != nil || !made {
+		t.Fatalf("checkpoint after a pre-tree one: %v %v", made, err)
+	}
+	cp, _ := store.LatestCheckpoint(ctx)
+	signed, err := audit.OpenCheckpoint(cp.Note, verifier)
+	now, _ := store.Head(ctx)
+	if err != nil || signed.Size != 12 || !bytes.Equal(signed.Root, now.Root) {
+		t.Fatalf("signed %+v (%v), tree head %+v", signed, err, now)
+	}
+	rep, err := audit.Verify(ctx, store, verifier, testOrigin)
+	if err != nil || !rep.OK() || rep.Checkpoints != 2 {
+		t.Fatalf("verify: %+v %v", rep, err)
 	}
 }
