@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
@@ -139,7 +140,7 @@ func verifySignature(key *jose.JSONWebKey, alg, signingInput, rawSig string) boo
 	}
 	switch pub := key.Key.(type) {
 	case *ecdsa.PublicKey:
-		if alg != AlgES256 {
+		if alg != AlgES256 || pub.Curve != elliptic.P256() {
 			return false
 		}
 		digest := sha256.Sum256([]byte(signingInput))
