@@ -19,7 +19,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -314,34 +313,9 @@ func loadState(path string) (*State, error) {
 	return &st, nil
 }
 
-// saveState writes the state file atomically (a temporary file renamed
-// over it), so an interrupted run leaves the last good state.
-func saveState(path string, st State) error {
-	b, err := json.MarshalIndent(st, "", "  ")
-	if err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".monitor-state-*")
-	if err != nil {
-		return fmt.Errorf("state file: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(append(b, '\n')); err != nil {
-		tmp.Close()
-		return fmt.Errorf("state file: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("state file: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("state file: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("state file: %w", err)
-	}
-	return nil
-}
+// saveState writes the state file atomically, so an interrupted run
+// leaves the last good state.
+func saveState(path string, st State) error { return audit.WriteStateFile(path, st) }
 
 // ReadReceipts reads receipts kept by an agency: a JSON array of receipt
 // objects, or one per line (JSON Lines), as the broker returns them in

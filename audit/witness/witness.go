@@ -22,7 +22,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,6 +30,8 @@ import (
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
 	"golang.org/x/mod/sumdb/note"
+
+	"varsel/audit"
 )
 
 // Limits of a request (tlog-witness: at most 63 proof lines).
@@ -337,37 +338,7 @@ func (s *Server) persist(origin string, next logState) error {
 		f.Logs[o] = st
 	}
 	f.Logs[origin] = next
-	b, err := json.MarshalIndent(f, "", "  ")
-	if err != nil {
-		return err
-	}
-	dir := filepath.Dir(s.path)
-	var suffix [8]byte
-	rand.Read(suffix[:])
-	tmp := filepath.Join(dir, "."+filepath.Base(s.path)+"."+hex.EncodeToString(suffix[:]))
-	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = out.Write(append(b, '\n'))
-	if err == nil {
-		err = out.Sync()
-	}
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, s.path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
+	return audit.WriteStateFile(s.path, f)
 }
 
 // checkpoint serves the latest cosigned checkpoint of the log whose

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -52,18 +51,7 @@ func (p *Portal) loadState() (portalState, error) {
 }
 
 func (p *Portal) saveState(st portalState) error {
-	b, err := json.MarshalIndent(st, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(filepath.Dir(p.cfg.StateFile), 0o700); err != nil {
-		return err
-	}
-	tmp := p.cfg.StateFile + ".tmp"
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, p.cfg.StateFile)
+	return audit.WriteStateFile(p.cfg.StateFile, st)
 }
 
 // checkIntegrity verifies the newest checkpoint. The red banner shows when

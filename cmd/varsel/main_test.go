@@ -114,6 +114,15 @@ func startMain(t testing.TB, dbURL string, mod func(*Config)) (*app.App, string)
 // (validity, expiry, emergency windows); nil for time.Now.
 func startMainClock(t testing.TB, dbURL string, now func() time.Time, mod func(*Config)) (*app.App, string) {
 	t.Helper()
+	m, base, _ := startApp(t, dbURL, now, mod)
+	return m, base
+}
+
+// startApp starts the broker in-process on dbURL and returns it, its base
+// URL and a function that stops it (also called at cleanup; once is enough),
+// for tests that restart the broker on the same database.
+func startApp(t testing.TB, dbURL string, now func() time.Time, mod func(*Config)) (*app.App, string, func()) {
+	t.Helper()
 	c := DefaultConfig()
 	c.DatabaseURL = dbURL
 	c.Listen = "127.0.0.1:0"
@@ -141,13 +150,17 @@ func startMainClock(t testing.TB, dbURL string, now func() time.Time, mod func(*
 		cancel()
 		t.Fatal("broker did not start within 30 s")
 	}
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("broker stopped with %v", err)
-		}
-	})
-	return m, "http://" + m.Addr().String()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("broker stopped with %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return m, "http://" + m.Addr().String(), stop
 }
 
 // brokerProcess is a `varsel serve` child process.

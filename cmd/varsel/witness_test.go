@@ -21,7 +21,6 @@ import (
 
 	"varsel/audit"
 	"varsel/audit/witness"
-	"varsel/broker/app"
 	"varsel/broker/client"
 	"varsel/broker/keys"
 )
@@ -352,41 +351,6 @@ func TestWitnessDownDoesNotBlockChecks(t *testing.T) {
 	}
 }
 
-// startBroker is startMain with a stop function, for a test that restarts
-// the broker on the same database.
-func startBroker(t *testing.T, db string, mod func(*Config)) (*app.App, string, func()) {
-	t.Helper()
-	c := DefaultConfig()
-	c.DatabaseURL, c.Listen, c.TestSubjects, c.CheckFloor = db, "127.0.0.1:0", true, 0
-	mod(&c)
-	if err := c.validate(); err != nil {
-		t.Fatal(err)
-	}
-	m := app.New(c.app(), nil)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx) }()
-	select {
-	case <-m.Ready():
-	case err := <-done:
-		cancel()
-		t.Fatalf("broker did not start: %v", err)
-	}
-	stopped := false
-	stop := func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("broker stopped with %v", err)
-		}
-	}
-	t.Cleanup(stop)
-	return m, "http://" + m.Addr().String(), stop
-}
-
 // TestWitnessCatchesOperatorRewrite: the broker operator, as the database
 // superuser, changes an entry, re-chains the log, drops the checkpoints
 // and cosignatures over it and the tree head, and restarts the broker,
@@ -401,7 +365,7 @@ func TestWitnessCatchesOperatorRewrite(t *testing.T) {
 	w := newTestWitness(t, "witness.test/w1", logVKey)
 	signer := registerOn(t, db, "nav-rewrite-w", "nav-state", "nav-x")
 	mod := func(c *Config) { c.Keys, c.Witnesses = "file:"+keyDir, []string{w.flag()} }
-	m, base, stop := startBroker(t, db, mod)
+	m, base, stop := startApp(t, db, nil, mod)
 	c := &client.Client{BaseURL: base, Signer: signer, Employee: client.Employee{Sub: "kari", Role: "caseworker", Office: "nav-x"}}
 	ctx := context.Background()
 	whoamis(t, c, 6)
@@ -430,7 +394,7 @@ func TestWitnessCatchesOperatorRewrite(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	m, base, _ = startBroker(t, db, mod) // rebuilds the tree from the rewritten entries
+	m, base, _ = startApp(t, db, nil, mod) // rebuilds the tree from the rewritten entries
 	c.BaseURL = base
 	checkpointNow(t, m) // the forgery, signed with the broker's own key
 	forged, err := m.AuditStore.LatestCheckpoint(ctx)
