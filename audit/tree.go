@@ -184,16 +184,6 @@ func (p Proofs) Consistency(ctx context.Context, from, to uint64) ([][]byte, err
 	return pb.ConsistencyProof(ctx, from, to)
 }
 
-// RootAt computes the root of the tree of size leaves from tiles (the
-// compact range of [0, size) read out of them).
-func (p Proofs) RootAt(ctx context.Context, size uint64) ([]byte, error) {
-	t, err := TreeFromTiles(ctx, p.Tiles, size)
-	if err != nil {
-		return nil, err
-	}
-	return t.Root(), nil
-}
-
 // TreeFromTiles reads the compact range of the tree of size leaves out of
 // tiles.
 func TreeFromTiles(ctx context.Context, tiles TileSource, size uint64) (*Tree, error) {
