@@ -171,6 +171,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	if !cfg.KeepDB { // the keys are only good for the database
 		defer os.RemoveAll(w.keyDir)
+	} else {
+		logf("keeping the database and the broker's keys in %s", w.keyDir)
 	}
 	res.SeedSeconds = time.Since(seedStart).Seconds()
 	logf("seeded %d flags and %d audit entries in %.1f s", cfg.Flags, cfg.Entries, res.SeedSeconds)

@@ -103,6 +103,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	wrk := fs.String("wrk", "off", "also drive the broker and the OPA server with wrk: off, auto (when deploy/wrk.sh finds or installs it) or on")
 	compareTree := fs.Bool("compare-tree", false, "after the window, restart the broker on the same database without the audit Merkle tree (varsel serve --bench-without-tree) and measure the same load again; the report gives both and their ratio")
 	skipVerify := fs.Bool("skip-verify", false, "do not time varsel audit verify (audit.Verify, the tree included) over the seeded log")
+	keepDB := fs.Bool("keep-db", false, "keep the bench database (and its key directory) afterwards, to look at it; the log names both")
 	fromJSON := fs.String("report", "", "do not run: render the result file of an earlier run (with --markdown)")
 	// Not fs.Usage: the flag package would print it on every parse error.
 	usage := func() {
@@ -144,7 +145,7 @@ pprof on ADDR during the run.
 	cfg := bench.Config{Command: strings.TrimSpace("varsel-bench " + strings.Join(args, " ")), ServerURL: *server, Binary: binary,
 		RepoDir: schematest.RepoRoot(), Flags: *flags, Entries: *entries, Connections: *conns, Duration: *dur, Warmup: *warm,
 		OPADuration: *opaDur, SkipOPA: *skipOPA, Alg: *alg, Out: *out, Log: stderr, Tokens: *tokens, Wrk: *wrk,
-		CompareTree: *compareTree, SkipVerify: *skipVerify}
+		CompareTree: *compareTree, SkipVerify: *skipVerify, KeepDB: *keepDB}
 	res, err := bench.Run(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("bench: %w", err)
