@@ -365,7 +365,7 @@ func (s *Store) Search(ctx context.Context, q audit.Query) ([]audit.Entry, error
 	rows, err := s.Pool.Query(ctx, selectEntries+`
 		WHERE seq > $1
 		  AND ($2 = '' OR actor_agency = $2 OR (decision = 'allow' AND action = ANY($10)
-		       AND flag_ids && ARRAY(SELECT id FROM flags WHERE issuer = $2)))
+		       AND flag_ids <> '{}' AND flag_ids && ARRAY(SELECT id FROM flags WHERE issuer = $2)))
 		  AND (cardinality($3::text[]) = 0 OR subject_ref = ANY($3))
 		  AND ($4 = '' OR actor_agency = $4)
 		  AND ($5 = '' OR actor = $5)

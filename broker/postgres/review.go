@@ -243,7 +243,7 @@ func (db *DB) Judge(ctx context.Context, seq int64, kind, verdict, note, by, age
 // entries, and entries that disclosed a flag it issued. $1 is the agency
 // ("" for all).
 const scopeClause = `($1 = '' OR e.actor_agency = $1 OR (e.decision = 'allow' AND e.action IN ('check', 'warning.inbox', 'warning.push')
-	AND e.flag_ids && ARRAY(SELECT id FROM flags WHERE issuer = $1)))`
+	AND e.flag_ids <> '{}' AND e.flag_ids && ARRAY(SELECT id FROM flags WHERE issuer = $1)))`
 
 // SubjectReport lists every disclosure about a person (by subject ref)
 // within scope: checks that disclosed flags, and inbox reads and pushes of
@@ -255,7 +255,7 @@ func (db *DB) SubjectReport(ctx context.Context, scope string, subjectRefs []str
 		       coalesce(r.status, ''), e.actor, e.decision, e.reasons, e.subject_ref
 		FROM audit_entries e LEFT JOIN reviews r ON r.seq = e.seq AND r.kind = 'emergency'
 		WHERE `+scopeClause+` AND e.decision = 'allow' AND e.action = ANY($3) AND cardinality(e.flag_ids) > 0
-		  AND (e.subject_ref = ANY($2) OR e.flag_ids && ARRAY(SELECT id FROM flags WHERE subject_ref = ANY($2)))
+		  AND (e.subject_ref = ANY($2) OR e.flag_ids <> '{}' AND e.flag_ids && ARRAY(SELECT id FROM flags WHERE subject_ref = ANY($2)))
 		ORDER BY e.seq`, scope, subjectRefs, DisclosureActions)
 	if err != nil {
 		return nil, fmt.Errorf("subject report: %w", err)

@@ -265,7 +265,7 @@ func (db *DB) Disclosures(ctx context.Context, issuer string, after int64, limit
 			SELECT seq, ts, actor_agency, office, role, action, legal_basis, emergency, flag_ids, reasons
 			FROM audit_entries
 			WHERE seq > $2 AND decision = 'allow' AND action = ANY($4) AND actor_agency <> $1
-			  AND flag_ids && ARRAY(SELECT id FROM flags WHERE issuer = $1)
+			  AND flag_ids <> '{}' AND flag_ids && ARRAY(SELECT id FROM flags WHERE issuer = $1)
 			ORDER BY seq LIMIT $3)
 		SELECT e.seq, f.id, e.ts, e.actor_agency, e.office, e.role, e.action, e.emergency, `+flagBasisSQL+`,
 		       ('emergency_flag:' || f.id) = ANY(e.reasons)
