@@ -236,6 +236,9 @@ type Engine struct {
 	memoOK   bool         // the disclosure rules do not read the sub
 	noFlags  sync.Map     // noFlagsKey → Disclosure, for checks of people without flags
 	noFlagsN atomic.Int64 // entries stored, to bound the memo
+
+	flagsMemoOK bool                      // the rules read the time only as the decision day (memo.go)
+	flagsMemo   atomic.Pointer[flagsMemo] // the decision day's kept decisions for checks with flags
 }
 
 // New parses the embedded modules and legal bases, compiles them in strict
@@ -308,6 +311,7 @@ func newEngine(ctx context.Context, fsys fs.FS) (*Engine, error) {
 	}
 	// The no-flags memo is exact only while the rules never read the sub.
 	e.memoOK = !readsSub(modules, "disclosure")
+	e.flagsMemoOK = e.memoOK && oslo != nil && !readsTimeOutsideDay(modules)
 	e.codes = slices.Sorted(maps.Keys(cat.LegalBases))
 	e.words = newVocabulary(slices.Concat(baseWords, e.codes)...)
 	return e, nil
@@ -486,6 +490,9 @@ func (e *Engine) Authorize(ctx context.Context, in AuthzInput) (Decision, error)
 // Disclose decides which of in.Flags a check reveals to in.Principal. An
 // error means the policy could not be evaluated; disclose nothing.
 func (e *Engine) Disclose(ctx context.Context, in DisclosureInput) (Disclosure, error) {
+	if len(in.Flags) > 0 && e.flagsMemoOK && !in.Time.IsZero() {
+		return e.discloseFlags(ctx, in)
+	}
 	// Most checks are about people without flags. Their decision depends
 	// only on the input's other fields, so it is kept, keyed by every field
 	// the disclosure rules read (New refuses the memo if they read sub).

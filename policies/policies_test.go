@@ -9,11 +9,13 @@ import (
 	"flag"
 	"io/fs"
 	"maps"
+	"math/rand/v2"
 	"os"
 	"path"
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -766,6 +768,9 @@ func TestNewRejects(t *testing.T) {
 	}
 }
 
+// BenchmarkDisclose3Flags is one evaluation of the policy (what a check
+// with flags costs when its decision is not kept yet); Memo is the same
+// decision answered from the memo.
 func BenchmarkDisclose3Flags(b *testing.B) {
 	e := testEngine(b)
 	ctx := context.Background()
@@ -779,12 +784,20 @@ func BenchmarkDisclose3Flags(b *testing.B) {
 		},
 		Time: testNow,
 	}
-	b.ReportAllocs()
-	for b.Loop() {
-		d, err := e.Disclose(ctx, in)
-		if err != nil || len(d.Flags) != 3 {
-			b.Fatalf("Disclose() = %+v, %v", d, err)
-		}
+	for _, memo := range []bool{false, true} {
+		b.Run(map[bool]string{false: "Evaluated", true: "Memo"}[memo], func(b *testing.B) {
+			disclose := e.disclose
+			if memo {
+				disclose = e.Disclose
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				d, err := disclose(ctx, in)
+				if err != nil || len(d.Flags) != 3 {
+					b.Fatalf("Disclose() = %+v, %v", d, err)
+				}
+			}
+		})
 	}
 }
 
@@ -926,6 +939,132 @@ func TestReadsSub(t *testing.T) {
 		}
 		if got := readsSub(map[string]*ast.Module{"t.rego": m}, "disclosure"); got != want {
 			t.Errorf("%q: readsSub %v, want %v", src, got, want)
+		}
+	}
+}
+
+// TestFlagsMemo compares the memo's answers for checks with flags (decided
+// over position ids, kept per day) with the policy evaluated on the real
+// input, over random inputs that revisit the same keys many times: readers
+// of every kind and role, flags of every issuer kind, basis, level, office
+// and audience, emergencies, and decision days on both sides of bases'
+// dates and of midnight in Norway.
+func TestFlagsMemo(t *testing.T) {
+	e := testEngine(t)
+	if !e.flagsMemoOK {
+		t.Fatal("the disclosure rules are taken to read the time other than as the decision day: the memo is off")
+	}
+	ctx := context.Background()
+	r := rand.New(rand.NewPCG(7, 8))
+	pick := func(s ...string) string { return s[r.IntN(len(s))] }
+	kinds := []string{"nav-state", "nav-municipal", "police", "health", "broker"}
+	offices := []string{"", "nav-grorud", "nav-arstad", "police-oslo", "health-ward"}
+	some := func(from []string) []string {
+		var out []string
+		for _, s := range from {
+			if r.IntN(3) == 0 {
+				out = append(out, s)
+			}
+		}
+		return out
+	}
+	times := []time.Time{
+		testNow,
+		time.Date(2019, 6, 1, 12, 0, 0, 0, time.UTC),
+		time.Date(2025, 12, 31, 22, 59, 59, 0, time.UTC), // 23:59:59 in Norway
+		time.Date(2025, 12, 31, 23, 0, 0, 0, time.UTC),   // the next day there
+		time.Date(2031, 3, 1, 9, 0, 0, 0, time.UTC),
+	}
+	newInput := func(at time.Time) DisclosureInput {
+		kind := pick(kinds...)
+		in := DisclosureInput{
+			Principal: Principal{Agency: kind + "-1", AgencyKind: kind, Role: pick("caseworker", "reception", "security-coordinator", "police-liaison", "health-worker", "privacy-officer"),
+				Office: pick(offices...), Sub: "emp-" + strconv.Itoa(r.IntN(5))},
+			Purpose: pick("meeting", "home-visit", "phone-call"), Emergency: r.IntN(4) == 0,
+			Time: at,
+		}
+		for range 1 + r.IntN(3) {
+			ik := pick("nav-state", "nav-municipal", "police", "health")
+			f := meta("", ik, pick(offices...), pick(e.codes...), some(kinds[:4]), some(offices[1:]))
+			f.Level = pick("caution", "high", "exclusion")
+			f.IssuerAgency = ik + "-" + strconv.Itoa(1+r.IntN(2))
+			f.DutyDesk = r.IntN(5) == 0
+			in.Flags = append(in.Flags, f)
+		}
+		return in
+	}
+	hits, n, shown, excepted, several := 0, 0, 0, 0, 0
+	// Day by day (the memo keeps one day), 40 readers and flag sets each,
+	// asked 600 times with fresh ids, so that kept decisions are answered
+	// for flags whose ids sort differently.
+	for _, at := range times {
+		var pool []DisclosureInput
+		for range 40 {
+			pool = append(pool, newInput(at))
+		}
+		for range 600 {
+			n++
+			in := pool[r.IntN(len(pool))]
+			in.Principal.Sub = "emp-" + strconv.Itoa(r.IntN(5))
+			in.Time = at.Add(time.Duration(r.IntN(60)) * time.Second)
+			in.Flags = slices.Clone(in.Flags)
+			for i := range in.Flags {
+				in.Flags[i].ID = strconv.Itoa(r.IntN(1_000_000)) + "-" + strconv.Itoa(i)
+			}
+			key := flagsKey(in, decisionDay(in.Time))
+			if m := e.flagsMemo.Load(); m != nil && m.day == decisionDay(in.Time) {
+				if _, ok := m.m.Load(key); ok {
+					hits++
+				}
+			}
+			got, err := e.Disclose(ctx, in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := e.disclose(ctx, in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("check %d: memo differs from evaluation\n input  %+v\n memo   %+v\n direct %+v", n, in, got, want)
+			}
+			if len(got.Flags) > 0 {
+				shown++
+				got.Flags[0].Fields[0] = "changed" // callers may change what they get
+			}
+			if len(got.Exception) > 0 {
+				excepted++
+			}
+			if len(got.Flags)+len(got.Exception) > 1 {
+				several++
+			}
+		}
+	}
+	if shown < 100 || excepted < 100 || several < 100 {
+		t.Fatalf("of %d checks, %d disclosed flags, %d reached flags by the exception, %d named more than one: too few to test the memo", n, shown, excepted, several)
+	}
+	if hits < 100 {
+		t.Fatalf("%d memo hits in %d checks: the test does not exercise the memo", hits, n)
+	}
+	t.Logf("%d of %d answered from the memo; %d disclosed flags, %d reached flags by the exception, %d named more than one", hits, n, shown, excepted, several)
+}
+
+func TestReadsTimeOutsideDay(t *testing.T) {
+	for src, want := range map[string]bool{
+		"package disclosure\ndecision_day := input.time":          false,
+		"package disclosure\nx := input.flags[0].level":           false,
+		"package disclosure\nx := input.time":                     true,
+		"package catalogue\nx := time.parse_ns(\"\", input.time)": true,
+		"package disclosure\nx := input":                          true,
+		"package disclosure\nk := \"time\"\nx := input[k]":        true,
+		"package authz\nx := input.time":                          false,
+	} {
+		m, err := ast.ParseModuleWithOpts("t.rego", src, ast.ParserOptions{RegoVersion: ast.RegoV1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := readsTimeOutsideDay(map[string]*ast.Module{"t.rego": m}); got != want {
+			t.Errorf("%q: readsTimeOutsideDay %v, want %v", src, got, want)
 		}
 	}
 }
