@@ -13,14 +13,18 @@ import (
 	"github.com/open-policy-agent/opa/v1/ast"
 )
 
-// Checks of flagged people are decided from the flags' properties, the
-// reader's and the day, never from the flags' ids, which the rules only
-// copy into the answer. So the policy is evaluated with each flag's id
-// replaced by its position in the input ("0", "1", …): the decision cannot
-// depend on the real ids, and is kept, keyed by everything else the rules
-// read (the sub is never read: readsSub; the time only through the
-// decision day: readsTimeOutsideDay). A kept decision is answered by putting
-// the real ids back and sorting by them, as the rules sort.
+// Checks of flagged people are decided from each flag's properties, the
+// reader's and the day, never from the flags' ids, which the rules only copy
+// into the answer, and each flag on its own (the rules have no rule over
+// two flags). So each flag is decided alone, with its id replaced by "0":
+// that decision cannot depend on the real id, and it is kept, keyed by
+// everything else the rules read (the sub is never read: readsSub; the
+// time only through the decision day: readsTimeOutsideDay). A check's
+// answer is its flags' kept decisions with the real ids put back, sorted by
+// id as the rules sort. TestFlagsMemo compares it with the policy evaluated
+// over the whole input; should a rule ever decide a flag by another, that
+// test fails, and so does any answer whose per-flag parts disagree on
+// allow, review or reasons (then the whole input is evaluated instead).
 
 // flagsMemo is one day's kept decisions for checks with flags.
 type flagsMemo struct {
@@ -59,54 +63,57 @@ func (e *Engine) discloseFlags(ctx context.Context, in DisclosureInput) (Disclos
 			memo = nil // another day's check raced this one: no memo
 		}
 	}
-	key := flagsKey(in, day)
-	if memo != nil {
-		if v, ok := memo.m.Load(key); ok {
-			return withIDs(v.(Disclosure), in.Flags), nil
+	out := Disclosure{Flags: []Disclosed{}, Exception: []Excepted{}}
+	for i := range in.Flags {
+		d, err := e.discloseOne(ctx, memo, in, i, day)
+		if err != nil {
+			return Disclosure{}, err
+		}
+		if i == 0 {
+			out.Allow, out.ReviewRequired, out.Reasons = d.Allow, d.ReviewRequired, slices.Clone(d.Reasons)
+		} else if d.Allow != out.Allow || d.ReviewRequired != out.ReviewRequired || !slices.Equal(d.Reasons, out.Reasons) {
+			return e.disclose(ctx, in) // not decided flag by flag: evaluate the whole
+		}
+		for _, f := range d.Flags {
+			if f.ID != "0" {
+				return e.disclose(ctx, in)
+			}
+			f.ID, f.Fields = in.Flags[i].ID, slices.Clone(f.Fields)
+			out.Flags = append(out.Flags, f)
+		}
+		for _, x := range d.Exception {
+			if x.ID != "0" {
+				return e.disclose(ctx, in)
+			}
+			x.ID = in.Flags[i].ID
+			out.Exception = append(out.Exception, x)
 		}
 	}
-	anon := in
-	anon.Flags = slices.Clone(in.Flags)
-	for i := range anon.Flags {
-		anon.Flags[i].ID = strconv.Itoa(i)
+	slices.SortFunc(out.Flags, func(a, b Disclosed) int { return cmp.Compare(a.ID, b.ID) })
+	slices.SortFunc(out.Exception, func(a, b Excepted) int { return cmp.Compare(a.ID, b.ID) })
+	return out, nil
+}
+
+// discloseOne is the decision over in's flag i alone, under the id "0":
+// kept, or evaluated and kept. The caller must not change it.
+func (e *Engine) discloseOne(ctx context.Context, memo *flagsMemo, in DisclosureInput, i int, day string) (Disclosure, error) {
+	one := in
+	one.Flags = []FlagMeta{in.Flags[i]}
+	one.Flags[0].ID = "0"
+	key := flagsKey(one, day)
+	if memo != nil {
+		if v, ok := memo.m.Load(key); ok {
+			return v.(Disclosure), nil
+		}
 	}
-	d, err := e.disclose(ctx, anon)
+	d, err := e.disclose(ctx, one)
 	if err != nil {
 		return Disclosure{}, err
 	}
 	if memo != nil && memo.n.Add(1) <= maxFlagsMemo {
 		memo.m.Store(key, d.clone())
 	}
-	return withIDs(d, in.Flags), nil
-}
-
-// withIDs returns d, decided over position ids, with the flags' real ids,
-// each list sorted by id.
-func withIDs(d Disclosure, flags []FlagMeta) Disclosure {
-	d = d.clone()
-	real := func(pos string) string {
-		i, err := strconv.Atoi(pos)
-		if err != nil || i < 0 || i >= len(flags) {
-			// Not a position the input held: the rules made an id up.
-			// Answer nothing rather than guess.
-			return ""
-		}
-		return flags[i].ID
-	}
-	for i := range d.Flags {
-		d.Flags[i].ID = real(d.Flags[i].ID)
-		d.Flags[i].Fields = slices.Clone(d.Flags[i].Fields)
-	}
-	for i := range d.Exception {
-		d.Exception[i].ID = real(d.Exception[i].ID)
-	}
-	if slices.ContainsFunc(d.Flags, func(f Disclosed) bool { return f.ID == "" }) ||
-		slices.ContainsFunc(d.Exception, func(f Excepted) bool { return f.ID == "" }) {
-		return Disclosure{Flags: []Disclosed{}, Exception: []Excepted{}, ReviewRequired: d.ReviewRequired, Reasons: []string{reasonUndefined}}
-	}
-	slices.SortFunc(d.Flags, func(a, b Disclosed) int { return cmp.Compare(a.ID, b.ID) })
-	slices.SortFunc(d.Exception, func(a, b Excepted) int { return cmp.Compare(a.ID, b.ID) })
-	return d
+	return d, nil
 }
 
 // flagsKey is every input field the rules read, but the flags' ids and

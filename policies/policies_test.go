@@ -1011,9 +1011,16 @@ func TestFlagsMemo(t *testing.T) {
 			for i := range in.Flags {
 				in.Flags[i].ID = strconv.Itoa(r.IntN(1_000_000)) + "-" + strconv.Itoa(i)
 			}
-			key := flagsKey(in, decisionDay(in.Time))
 			if m := e.flagsMemo.Load(); m != nil && m.day == decisionDay(in.Time) {
-				if _, ok := m.m.Load(key); ok {
+				kept := true
+				for _, f := range in.Flags {
+					one := in
+					one.Flags = []FlagMeta{f}
+					one.Flags[0].ID = "0"
+					_, ok := m.m.Load(flagsKey(one, m.day))
+					kept = kept && ok
+				}
+				if kept {
 					hits++
 				}
 			}

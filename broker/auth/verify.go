@@ -121,13 +121,21 @@ var b64 = base64.RawURLEncoding.Strict()
 // compactAlphabet reports whether s holds only base64url characters and dots.
 func compactAlphabet(s string) bool {
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
+		if !compactChars[s[i]] {
 			return false
 		}
 	}
 	return true
 }
+
+// compactChars are the bytes of a compact JWS: base64url and the dots (a
+// table: the token is read on every request).
+var compactChars = func() (t [256]bool) {
+	for _, c := range []byte("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") {
+		t[c] = true
+	}
+	return t
+}()
 
 // verifySignature checks a compact JWS signature (base64url rawSig) over
 // signingInput with key, for alg, which the caller has already matched to

@@ -14,6 +14,11 @@
 #   This runs on every check, so the per-flag work is written inline, with the
 #   reader's properties bound once to local variables: helper functions and
 #   rule lookups inside the loop cost more than the checks themselves.
+#
+#   Each flag is decided on its own, from its properties, never from its id
+#   or another flag: the engine decides one flag at a time under the id "0"
+#   and keeps the decision for the day (policies/memo.go). A rule over two
+#   flags would break that; TestFlagsMemo compares the two.
 # scope: package
 package disclosure
 
