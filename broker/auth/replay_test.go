@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -51,5 +52,36 @@ func TestReplayLocalSet(t *testing.T) {
 	}
 	if use("nav-1", "jti-bbbbbbbbbbbbbbbb", exp) {
 		t.Fatal("live id forgotten by the sweep")
+	}
+}
+
+// BenchmarkReplayUse records fresh ids, as a replica does at its request
+// rate, and reports the heap each id held once a million are recorded.
+func BenchmarkReplayUse(b *testing.B) {
+	ctx := context.Background()
+	r := &Replay{}
+	exp := time.Now().Add(5 * time.Minute)
+	jtis := make([]string, 1_000_000)
+	for i := range jtis {
+		jtis[i] = fmt.Sprintf("bench-%022d", i)
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for _, j := range jtis {
+		if ok, _ := r.Use(ctx, "nav-state-1", j, exp); !ok {
+			b.Fatal("fresh id refused")
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(len(jtis)), "heap-B/id")
+	b.ResetTimer()
+	i := 0
+	for b.Loop() {
+		if ok, _ := r.Use(ctx, "nav-state-1", jtis[i%len(jtis)], exp); ok {
+			b.Fatal("repeat allowed")
+		}
+		i++
 	}
 }
