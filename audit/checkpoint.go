@@ -34,6 +34,10 @@ type Checkpoint struct {
 	External bool
 }
 
+// LogOrigin is the origin line of a broker's checkpoints: its id and
+// "/audit".
+func LogOrigin(brokerID string) string { return brokerID + "/audit" }
+
 // chainExtension starts the extension line naming the chain head.
 const chainExtension = "varsel-chain "
 

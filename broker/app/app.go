@@ -282,13 +282,13 @@ func (a *App) open(ctx context.Context) error {
 		Help: "Checkpoints not signed because the log did not extend the last signed checkpoint (the log was changed).",
 	})
 	registry.MustRegister(refusals)
-	a.Witnesses, err = NewWitnesses(&Witnesses{Store: a.AuditStore, Verifier: ownVerifier, Origin: c.BrokerID + "/audit",
+	a.Witnesses, err = NewWitnesses(&Witnesses{Store: a.AuditStore, Verifier: ownVerifier, Origin: audit.LogOrigin(c.BrokerID),
 		Logger: a.log}, c.Witnesses, registry)
 	if err != nil {
 		return err
 	}
 	a.Checkpointer = &audit.Checkpointer{
-		Store: a.AuditStore, Signer: signer, Verifier: ownVerifier, Origin: c.BrokerID + "/audit",
+		Store: a.AuditStore, Signer: signer, Verifier: ownVerifier, Origin: audit.LogOrigin(c.BrokerID),
 		Interval: c.CheckpointInterval, Logger: a.log,
 		OnSigned: func(cp audit.Checkpoint) {
 			a.lastCheckpoint.Store(time.Now().UnixNano())

@@ -155,7 +155,7 @@ func seedCheckpoint(ctx context.Context, pool *pgxpool.Pool, kd *keys.Dir) error
 	if err != nil {
 		return fmt.Errorf("read the seeded log's head: %w", err)
 	}
-	cp, err := audit.SignCheckpoint(seedOrigin, th, signer)
+	cp, err := audit.SignCheckpoint(audit.LogOrigin(seedBrokerID), th, signer)
 	if err != nil {
 		return err
 	}
@@ -165,9 +165,8 @@ func seedCheckpoint(ctx context.Context, pool *pgxpool.Pool, kd *keys.Dir) error
 	return nil
 }
 
-// seedOrigin is the checkpoint origin of a broker with the default
-// --broker-id.
-const seedOrigin = "varsel/audit"
+// seedBrokerID is the default --broker-id of the broker the bench runs.
+const seedBrokerID = "varsel"
 
 var flagColumns = []string{"id", "subject_ref", "issuer", "issuer_kind", "issuer_office", "issued_by", "level",
 	"categories", "precautions", "valid_from", "valid_until", "audience_kinds", "audience_offices", "legal_basis",

@@ -86,7 +86,7 @@ func (p *Portal) checkIntegrity(ctx context.Context, s *Session) *integrity {
 		return bad("off.int.signature")
 	}
 	head := signed.Receipt()
-	if signed.Origin != p.cfg.BrokerID+"/audit" {
+	if signed.Origin != audit.LogOrigin(p.cfg.BrokerID) {
 		return bad("off.int.origin")
 	}
 	in.Count, in.Hash = head.Seq, head.Hash

@@ -15,7 +15,7 @@ import (
 // query for many subjects saves most of the per-query cost (a network
 // write, a read and the driver's work, on both sides) on the hot path.
 //
-// One collector gathers the lookups that arrive within Linger of the first
+// One collector gathers the lookups that arrive within lookupLinger of the first
 // into a batch and hands it to the next free worker, which runs its query.
 // Without the wait, a batch held only the lookups that arrived while every
 // worker was busy: about two at 2,000 checks a second. The wait is spent
@@ -45,8 +45,8 @@ type lookupResult struct {
 // maxLookupBatch bounds the lookups of one query.
 const maxLookupBatch = 256
 
-// Linger is how long a batch waits for more lookups after its first.
-const Linger = time.Millisecond
+// lookupLinger is how long a batch waits for more lookups after its first.
+const lookupLinger = time.Millisecond
 
 // NewFlagLookups starts the collector and workers that each run one batched
 // query at a time.
@@ -106,11 +106,11 @@ func (l *FlagLookups) ActiveFlags(ctx context.Context, refs []string, t time.Tim
 // batches.
 func (l *FlagLookups) collect() {
 	defer close(l.batches)
-	timer := time.NewTimer(Linger)
+	timer := time.NewTimer(lookupLinger)
 	timer.Stop()
 	for first := range l.reqs {
 		batch := append(make([]*lookup, 0, 16), first)
-		timer.Reset(Linger)
+		timer.Reset(lookupLinger)
 	fill:
 		for len(batch) < maxLookupBatch {
 			select {

@@ -83,9 +83,7 @@ func (db *DB) DetectAnomalies(ctx context.Context, after int64, rules broker.Ano
 		// clocks), so that the per-person count below is a range of the
 		// (subject_ref, seq) index rather than the employee's whole hour.
 		var lo int64
-		err := tx.QueryRow(ctx, `SELECT coalesce((SELECT seq FROM audit_entries
-			WHERE ts < now() - make_interval(secs => $1) ORDER BY ts DESC LIMIT 1), 0)`,
-			rules.Window.Seconds()+60).Scan(&lo)
+		err := tx.QueryRow(ctx, seqBeforeSQL, time.Now().Add(-rules.Window-time.Minute)).Scan(&lo)
 		if err != nil {
 			return fmt.Errorf("find the anomaly window: %w", err)
 		}
@@ -352,12 +350,17 @@ func (db *DB) Stats(ctx context.Context, scope string, from, to time.Time, group
 	return out, rows.Err()
 }
 
-// SeqBefore returns the last seq of entries older than t (0 when none).
+// SeqBefore returns the seq of the newest entry older than t (0 when none).
 func (db *DB) SeqBefore(ctx context.Context, t time.Time) (int64, error) {
 	var seq int64
-	err := db.Pool.QueryRow(ctx, `SELECT coalesce(max(seq), 0) FROM audit_entries WHERE ts < $1`, t).Scan(&seq)
+	err := db.Pool.QueryRow(ctx, seqBeforeSQL, t).Scan(&seq)
 	return seq, err
 }
+
+// seqBeforeSQL finds the seq of the newest entry older than $1 by one step
+// down the ts index. Entries can commit a little out of time order, so
+// callers leave a margin (a minute).
+const seqBeforeSQL = `SELECT coalesce((SELECT seq FROM audit_entries WHERE ts < $1 ORDER BY ts DESC LIMIT 1), 0)`
 
 // EmergencyUses counts the allowed emergency decisions by one employee since t.
 func (db *DB) EmergencyUses(ctx context.Context, agency, actor string, since time.Time) (int, error) {

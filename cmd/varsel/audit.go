@@ -89,7 +89,7 @@ func registerOrigin(fs *flag.FlagSet, c *Config) func() string {
 		if *origin != "" {
 			return *origin
 		}
-		return c.BrokerID + "/audit"
+		return audit.LogOrigin(c.BrokerID)
 	}
 }
 
@@ -139,7 +139,7 @@ func runAuditVerify(ctx context.Context, args []string, o cmdIO) error {
 		return fmt.Errorf("audit verify: --checkpoint-key KEYFILE is required (the verifier key from GET /v1/audit/key); --no-signatures checks the chain alone and exits 2")
 	case *noSigs && len(trusted) > 0:
 		return fmt.Errorf("audit verify: --trusted-checkpoint needs --checkpoint-key")
-	case origin == "/audit":
+	case origin == audit.LogOrigin(""):
 		return fmt.Errorf("audit verify: --broker-id must not be empty")
 	case *keyFile != "":
 		b, err := readFile(*keyFile)
