@@ -43,8 +43,11 @@ const (
 // idPattern is the form of agency and office ids.
 var idPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{2,63}$`)
 
-// ValidID reports whether s is a well-formed agency or office id.
-func ValidID(s string) bool { return idPattern.MatchString(s) }
+// ValidID reports whether s is a well-formed agency or office id:
+// idPattern, checked by table.
+func ValidID(s string) bool {
+	return len(s) >= 3 && len(s) <= 64 && charClass[s[0]]&classIDStart != 0 && allIn(s[1:], classID)
+}
 
 // Agency is a body registered at the broker: it signs its employees'
 // requests with one of its keys.

@@ -4,6 +4,8 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"hash"
+	"sync"
 )
 
 // Subject is a validated national identity number (fødselsnummer) or
@@ -105,6 +107,11 @@ type SubjectHasher struct {
 
 	pending        []byte // a rotation in progress: refs may be stored under it too
 	PendingVersion string
+
+	// macs holds HMACs under key, reset between uses: one is keyed once,
+	// not on every check. Shared by the hashers derived from this one,
+	// which have the same first key.
+	macs *sync.Pool
 }
 
 // NewSubjectHasher makes a hasher with key (at least 32 bytes).
@@ -112,7 +119,8 @@ func NewSubjectHasher(key []byte, version string) (*SubjectHasher, error) {
 	if len(key) < 32 {
 		return nil, Errorf(EINTERNAL, "subject key must be at least 32 bytes")
 	}
-	return &SubjectHasher{key: append([]byte(nil), key...), Version: version}, nil
+	key = append([]byte(nil), key...)
+	return &SubjectHasher{key: key, Version: version, macs: &sync.Pool{New: func() any { return hmac.New(sha256.New, key) }}}, nil
 }
 
 // Ref returns the subject ref of s under the active chain.
@@ -125,9 +133,12 @@ func (h *SubjectHasher) Ref(s Subject) string {
 }
 
 func (h *SubjectHasher) first(s Subject) string {
-	m := hmac.New(sha256.New, h.key)
+	m := h.macs.Get().(hash.Hash)
+	defer h.macs.Put(m)
+	m.Reset()
 	m.Write([]byte(s.number))
-	return hex.EncodeToString(m.Sum(nil))
+	var sum [sha256.Size]byte
+	return hex.EncodeToString(m.Sum(sum[:0]))
 }
 
 // SyntheticNumber returns the i-th synthetic national id (for tests, demos

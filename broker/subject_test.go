@@ -1,7 +1,11 @@
 package broker
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -102,5 +106,25 @@ func TestSubjectRef(t *testing.T) {
 	}
 	if _, err := NewSubjectHasher([]byte("short"), ""); err == nil {
 		t.Fatal("short key accepted")
+	}
+	// The HMAC kept for reuse gives the ref a fresh one gives, and
+	// RefAndRefs the pair Ref and Refs give, along a chain and a rotation.
+	m := hmac.New(sha256.New, []byte(strings.Repeat("k", 32)))
+	m.Write([]byte("01417012326"))
+	if want := hex.EncodeToString(m.Sum(nil)); r != want {
+		t.Fatalf("ref %s, HMAC %s", r, want)
+	}
+	t2, err := ParseSubject(SyntheticNumber(7, 40), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range []*SubjectHasher{h1, h1.Extend([]byte(strings.Repeat("m", 32)), "2"),
+		h1.Extend([]byte(strings.Repeat("m", 32)), "2").WithPending([]byte(strings.Repeat("p", 32)), "3")} {
+		for _, subj := range []Subject{s, t2} {
+			ref, refs := h.RefAndRefs(subj)
+			if ref != h.Ref(subj) || !slices.Equal(refs, h.Refs(subj)) || len(refs) < 1 {
+				t.Fatalf("RefAndRefs = %s %v; Ref %s, Refs %v", ref, refs, h.Ref(subj), h.Refs(subj))
+			}
+		}
 	}
 }

@@ -69,7 +69,7 @@ func (h *SubjectHasher) WithPending(key []byte, version string) *SubjectHasher {
 
 // Extend returns a hasher whose active chain ends with key.
 func (h *SubjectHasher) Extend(key []byte, version string) *SubjectHasher {
-	n := &SubjectHasher{key: h.key, Version: version, Position: h.Position, chain: append(append([][]byte(nil), h.chain...), append([]byte(nil), key...))}
+	n := &SubjectHasher{key: h.key, macs: h.macs, Version: version, Position: h.Position, chain: append(append([][]byte(nil), h.chain...), append([]byte(nil), key...))}
 	return n
 }
 
@@ -78,6 +78,12 @@ func Rekey(key []byte, ref string) string {
 	m := hmac.New(sha256.New, key)
 	m.Write([]byte(ref))
 	return hex.EncodeToString(m.Sum(nil))
+}
+
+// RefAndRefs returns Ref(s) and Refs(s), with one HMAC of the number.
+func (h *SubjectHasher) RefAndRefs(s Subject) (string, []string) {
+	refs := h.Refs(s)
+	return refs[len(h.chain)], refs
 }
 
 // Refs returns the ref at every prefix of the chain, and the pending one.

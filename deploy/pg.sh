@@ -12,6 +12,8 @@
 # reuses it). Authentication is "trust", so it must only ever listen on
 # loopback: it is for a developer's machine and CI, never for production.
 # Debian's postgresql is installed with apt-get when no server is found.
+# VARSEL_PG_OPTIONS adds server settings when the cluster starts (e.g.
+# "-c shared_buffers=4GB" for a full-size load run, docs/performance.md).
 # PostgreSQL refuses to run as root, so as root the cluster belongs to the
 # "postgres" system user (created by Debian's package, or here if missing).
 set -euo pipefail
@@ -86,7 +88,7 @@ start() {
     fi
     mkdir -p "$dir/run"; [ -n "$owner" ] && chown "$owner" "$dir/run"
     as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-      -o "-c listen_addresses=127.0.0.1 -p $port -k $dir/run -c max_connections=300 -c shared_buffers=256MB -c fsync=on -c synchronous_commit=on" \
+      -o "-c listen_addresses=127.0.0.1 -p $port -k $dir/run -c max_connections=300 -c shared_buffers=256MB -c fsync=on -c synchronous_commit=on ${VARSEL_PG_OPTIONS:-}" \
       start </dev/null >/dev/null 9>&- || { tail -n 20 "$dir/server.log" >&2; die "pg_ctl start failed"; }
   fi
   if ! as_owner "$bin/psql" -h "$dir/run" -p "$(cat "$dir/port")" -U postgres -d postgres -Atqc "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1; then

@@ -49,17 +49,41 @@ var columns = []string{"seq", "ts", "actor_agency", "actor", "role", "office", "
 	"subject_ref", "flag_ids", "legal_basis", "emergency", "justification", "policy_version",
 	"reasons", "request_jti", "prev_hash", "hash"}
 
-// AppendBatch stores entries after the head in one transaction.
+// AppendBatch stores entries after the head in one transaction, which it
+// begins in the first of the two pipelines appendInTx sends and commits in
+// the second: two round trips in all.
 func (s *Store) AppendBatch(ctx context.Context, entries []*audit.Entry) (replayed []int, err error) {
-	err = pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
-		var err error
-		replayed, err = appendInTx(ctx, tx, entries, !s.WithoutTree)
-		return err
-	})
+	c, err := s.Pool.Acquire(ctx)
 	if err != nil {
 		return nil, err
 	}
+	defer c.Release()
+	replayed, err = appendInTx(ctx, c, entries, !s.WithoutTree, true)
+	if err != nil {
+		endTx(ctx, c.Conn())
+		return nil, err
+	}
 	return replayed, nil
+}
+
+// endTx rolls back what a failed append left open on c, or closes c (the
+// pool then drops it) when that cannot be done.
+func endTx(ctx context.Context, c *pgx.Conn) {
+	if c.IsClosed() || c.PgConn().TxStatus() == 'I' {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if _, err := c.Exec(ctx, "ROLLBACK"); err != nil {
+		c.Close(ctx)
+	}
+}
+
+// conn is what an append sends its statements on: a transaction, or a
+// connection on which it begins and commits its own.
+type conn interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
 }
 
 // AppendInTx appends entries within tx, so that a change and its audit
@@ -67,17 +91,20 @@ func (s *Store) AppendBatch(ctx context.Context, entries []*audit.Entry) (replay
 // lock until tx ends. Entries whose token id was used before are skipped
 // and their indexes returned.
 func AppendInTx(ctx context.Context, tx pgx.Tx, entries []*audit.Entry) (replayed []int, err error) {
-	return appendInTx(ctx, tx, entries, true)
+	return appendInTx(ctx, tx, entries, true, false)
 }
 
 // appendInTx is AppendInTx; without tree (benchmarks only, see
 // Store.WithoutTree) the Merkle tree is not advanced.
-func appendInTx(ctx context.Context, tx pgx.Tx, entries []*audit.Entry, tree bool) (replayed []int, err error) {
-	head, stored, err := lockHead(ctx, tx)
+//
+// The chain lock is held from the first statement to the end of tx, and
+// every append on every replica waits for it, so the statements are sent
+// in two pipelines (one round trip each) rather than one at a time: the
+// lock, the head and the token ids; then the tree and the entries. With
+// own, the first pipeline begins the transaction and the second commits it.
+func appendInTx(ctx context.Context, tx conn, entries []*audit.Entry, tree, own bool) (replayed []int, err error) {
+	head, stored, replayed, err := lockHeadJTIs(ctx, tx, entries, own)
 	if err != nil {
-		return nil, err
-	}
-	if replayed, err = recordJTIs(ctx, tx, entries); err != nil {
 		return nil, err
 	}
 	kept := entries
@@ -94,30 +121,112 @@ func appendInTx(ctx context.Context, tx pgx.Tx, entries []*audit.Entry, tree boo
 		}
 	}
 	if len(kept) == 0 {
+		if own {
+			// Nothing to store: end the transaction, which changed nothing.
+			if err := tx.SendBatch(ctx, commitBatch()).Close(); err != nil {
+				return nil, err
+			}
+		}
 		return replayed, nil
 	}
 	audit.Link(head, kept)
+	b := &pgx.Batch{}
 	if tree {
-		if err := advanceTree(ctx, tx, stored, head, kept); err != nil {
+		if err := advanceTree(ctx, tx, b, stored, head, kept); err != nil {
 			return nil, err
 		}
 	}
-	rows := make([][]any, len(kept))
-	for i, e := range kept {
-		ts, err := time.Parse(audit.TimeFormat, e.TS)
-		if err != nil {
-			return nil, fmt.Errorf("%w: entry ts %q: %v", audit.ErrRejected, e.TS, err)
-		}
-		rows[i] = row(e, ts)
+	statements := b.Len()
+	if err := queueInserts(b, kept); err != nil {
+		return nil, err
 	}
-	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"audit_entries"}, columns, pgx.CopyFromRows(rows)); err != nil {
-		if isDataError(err) {
-			err = errors.Join(audit.ErrRejected, err)
+	inserts := b.Len()
+	if own {
+		b.Queue("COMMIT")
+	}
+	br := tx.SendBatch(ctx, b)
+	defer br.Close()
+	for i := range b.Len() {
+		tag, err := br.Exec()
+		if err == nil && i == inserts && tag.String() != "COMMIT" {
+			err = fmt.Errorf("the transaction ended with %s", tag)
 		}
-		return nil, fmt.Errorf("insert %d entries: %w", len(rows), err)
+		if err != nil {
+			if i == inserts {
+				return nil, fmt.Errorf("commit %d entries: %w", len(kept), err)
+			}
+			if i < statements {
+				return nil, fmt.Errorf("store the tree at %d: %w", kept[len(kept)-1].Seq, err)
+			}
+			if isDataError(err) {
+				err = errors.Join(audit.ErrRejected, err)
+			}
+			return nil, fmt.Errorf("insert %d entries: %w", len(kept), err)
+		}
+	}
+	if err := br.Close(); err != nil {
+		return nil, fmt.Errorf("insert %d entries: %w", len(kept), err)
 	}
 	return replayed, nil
 }
+
+func commitBatch() *pgx.Batch {
+	b := &pgx.Batch{}
+	b.Queue("COMMIT")
+	return b
+}
+
+// insertRows is the most entries one INSERT statement carries; a batch is
+// inserted by statements of 256, 128, ... 1 rows (its size in binary), so
+// that a connection prepares at most nine statement shapes.
+const insertRows = 256
+
+// queueInserts adds to b the INSERT statements that store entries.
+func queueInserts(b *pgx.Batch, entries []*audit.Entry) error {
+	for len(entries) > 0 {
+		n := insertRows
+		for n > len(entries) {
+			n /= 2
+		}
+		args := make([]any, 0, n*len(columns))
+		for _, e := range entries[:n] {
+			ts, err := time.Parse(audit.TimeFormat, e.TS)
+			if err != nil {
+				return fmt.Errorf("%w: entry ts %q: %v", audit.ErrRejected, e.TS, err)
+			}
+			args = append(args, row(e, ts)...)
+		}
+		b.Queue(insertSQL(n), args...)
+		entries = entries[n:]
+	}
+	return nil
+}
+
+var insertSQLs [insertRows + 1]string
+
+func init() {
+	for n := 1; n <= insertRows; n *= 2 {
+		var q strings.Builder
+		q.WriteString("INSERT INTO audit_entries (" + strings.Join(columns, ", ") + ") VALUES ")
+		for r := range n {
+			if r > 0 {
+				q.WriteString(", ")
+			}
+			q.WriteByte('(')
+			for c := range columns {
+				if c > 0 {
+					q.WriteString(", ")
+				}
+				fmt.Fprintf(&q, "$%d", r*len(columns)+c+1)
+			}
+			q.WriteByte(')')
+		}
+		insertSQLs[n] = q.String()
+	}
+}
+
+// insertSQL is the INSERT of n rows (n a power of two up to insertRows).
+func insertSQL(n int) string { return insertSQLs[n] }
 
 // isDataError reports whether PostgreSQL refused a value (SQLSTATE class
 // 22, data exception: a NUL, an invalid byte sequence, a value out of
@@ -127,35 +236,69 @@ func isDataError(err error) bool {
 	return errors.As(err, &pe) && strings.HasPrefix(pe.Code, "22")
 }
 
-// lockHead takes the chain lock until tx ends (serialising writers on every
-// replica) and reads the head it may append after, and the stored tree
-// head, in one statement after the lock (nil: no tree stored yet).
-func lockHead(ctx context.Context, tx pgx.Tx) (audit.Receipt, *audit.Tree, error) {
+// lockHeadJTIs takes the chain lock until tx ends (serialising writers
+// on every replica), reads the head it may append after and the stored
+// tree head (nil: no tree stored yet), and records the entries' token ids,
+// returning the indexes of entries whose id was used before: one round
+// trip.
+func lockHeadJTIs(ctx context.Context, tx conn, entries []*audit.Entry, begin bool) (audit.Receipt, *audit.Tree, []int, error) {
 	var head audit.Receipt
-	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(chainLock)); err != nil {
-		return head, nil, fmt.Errorf("lock chain: %w", err)
+	b := &pgx.Batch{}
+	if begin {
+		b.Queue("BEGIN")
+	}
+	b.Queue(`SELECT pg_advisory_xact_lock($1)`, int64(chainLock))
+	b.Queue(`SELECT e.seq, e.hash, t.size, t.range
+		FROM (SELECT 1) AS one
+		LEFT JOIN LATERAL (SELECT seq, hash FROM audit_entries ORDER BY seq DESC LIMIT 1) e ON true
+		LEFT JOIN audit_tree_head t ON t.one`)
+	agencies, jtis := tokenIDs(entries)
+	if len(jtis) > 0 {
+		b.Queue(`INSERT INTO request_jtis (agency_id, jti, expires_at)
+		SELECT a, j, now() + make_interval(secs => $3) FROM unnest($1::text[], $2::text[]) AS t(a, j)
+		ON CONFLICT (agency_id, jti) DO NOTHING
+		RETURNING agency_id, jti`, agencies, jtis, jtiRetention.Seconds())
+	}
+	br := tx.SendBatch(ctx, b)
+	defer br.Close()
+	if begin {
+		if _, err := br.Exec(); err != nil {
+			return head, nil, nil, fmt.Errorf("begin: %w", err)
+		}
+	}
+	if _, err := br.Exec(); err != nil {
+		return head, nil, nil, fmt.Errorf("lock chain: %w", err)
 	}
 	var seq, size *int64
 	var hash *string
 	var rng []byte
-	err := tx.QueryRow(ctx, `SELECT e.seq, e.hash, t.size, t.range
-		FROM (SELECT 1) AS one
-		LEFT JOIN LATERAL (SELECT seq, hash FROM audit_entries ORDER BY seq DESC LIMIT 1) e ON true
-		LEFT JOIN audit_tree_head t ON true`).Scan(&seq, &hash, &size, &rng)
-	if err != nil {
-		return head, nil, fmt.Errorf("read chain head: %w", err)
+	if err := br.QueryRow().Scan(&seq, &hash, &size, &rng); err != nil {
+		return head, nil, nil, fmt.Errorf("read chain head: %w", err)
+	}
+	var replayed []int
+	if len(jtis) > 0 {
+		rows, err := br.Query()
+		if err != nil {
+			return head, nil, nil, fmt.Errorf("record token ids: %w", err)
+		}
+		if replayed, err = replays(rows, entries); err != nil {
+			return head, nil, nil, fmt.Errorf("record token ids: %w", err)
+		}
+	}
+	if err := br.Close(); err != nil {
+		return head, nil, nil, err
 	}
 	if seq != nil {
 		head = audit.Receipt{Seq: *seq, Hash: *hash}
 	}
 	if size == nil {
-		return head, audit.NewTree(), nil
+		return head, audit.NewTree(), replayed, nil
 	}
 	tree, err := audit.LoadTree(uint64(*size), rng)
 	if err != nil {
-		return head, nil, fmt.Errorf("read the tree head: %w", err)
+		return head, nil, nil, fmt.Errorf("read the tree head: %w", err)
 	}
-	return head, tree, nil
+	return head, tree, replayed, nil
 }
 
 func row(e *audit.Entry, ts time.Time) []any {
@@ -164,27 +307,22 @@ func row(e *audit.Entry, ts time.Time) []any {
 		e.Reasons, e.RequestJTI, e.PrevHash, e.Hash}
 }
 
-// recordJTIs inserts the batch's token ids and returns the indexes of
-// entries whose id was used before (earlier, or earlier in this batch).
-func recordJTIs(ctx context.Context, tx pgx.Tx, entries []*audit.Entry) ([]int, error) {
-	var agencies, jtis []string
+// tokenIDs lists the entries' (agency, token id) pairs, entries without
+// one left out.
+func tokenIDs(entries []*audit.Entry) (agencies, jtis []string) {
 	for _, e := range entries {
 		if e.RequestJTI != "" {
 			agencies = append(agencies, e.ActorAgency)
 			jtis = append(jtis, e.RequestJTI)
 		}
 	}
-	if len(jtis) == 0 {
-		return nil, nil
-	}
-	rows, err := tx.Query(ctx, `
-		INSERT INTO request_jtis (agency_id, jti, expires_at)
-		SELECT a, j, now() + make_interval(secs => $3) FROM unnest($1::text[], $2::text[]) AS t(a, j)
-		ON CONFLICT (agency_id, jti) DO NOTHING
-		RETURNING agency_id, jti`, agencies, jtis, jtiRetention.Seconds())
-	if err != nil {
-		return nil, fmt.Errorf("record token ids: %w", err)
-	}
+	return agencies, jtis
+}
+
+// replays reads the token ids the insert recorded (rows) and returns the
+// indexes of entries whose id was used before (earlier, or earlier in
+// this batch).
+func replays(rows pgx.Rows, entries []*audit.Entry) ([]int, error) {
 	fresh := map[[2]string]bool{}
 	for rows.Next() {
 		var a, j string
@@ -196,7 +334,7 @@ func recordJTIs(ctx context.Context, tx pgx.Tx, entries []*audit.Entry) ([]int, 
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("record token ids: %w", err)
+		return nil, err
 	}
 	var replayed []int
 	for i, e := range entries {
@@ -222,7 +360,7 @@ func (s *Store) Head(ctx context.Context) (audit.TreeHead, error) {
 	var hash *string
 	err := s.Pool.QueryRow(ctx, `SELECT t.size, t.root, e.seq, e.hash
 		FROM (SELECT 1) AS one
-		LEFT JOIN audit_tree_head t ON true
+		LEFT JOIN audit_tree_head t ON t.one
 		LEFT JOIN LATERAL (SELECT seq, hash FROM audit_entries ORDER BY seq DESC LIMIT 1) e ON true`).
 		Scan(&size, &h.Root, &seq, &hash)
 	if err != nil {
@@ -402,4 +540,11 @@ func nonNilStrings(s []string) []string {
 		return []string{}
 	}
 	return s
+}
+
+// lockHead takes the chain lock until tx ends and reads the head and the
+// stored tree head (lockHeadJTIs without token ids).
+func lockHead(ctx context.Context, tx pgx.Tx) (audit.Receipt, *audit.Tree, error) {
+	head, tree, _, err := lockHeadJTIs(ctx, tx, nil, false)
+	return head, tree, err
 }

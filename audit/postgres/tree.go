@@ -21,7 +21,7 @@ const tileWidth = 256
 // catchUp adds the leaves of the entries after the tree's size up to seq
 // to (stored before the tree existed, or by a bulk load), at most limit of
 // them (0: all), and returns the tile nodes they completed.
-func catchUp(ctx context.Context, tx pgx.Tx, tree *audit.Tree, to int64, limit int64, nodes []audit.Node) ([]audit.Node, error) {
+func catchUp(ctx context.Context, tx conn, tree *audit.Tree, to int64, limit int64, nodes []audit.Node) ([]audit.Node, error) {
 	from := int64(tree.Size())
 	if limit > 0 {
 		to = min(to, from+limit)
@@ -56,32 +56,39 @@ func catchUp(ctx context.Context, tx pgx.Tx, tree *audit.Tree, to int64, limit i
 	return nodes, nil
 }
 
-// writeTree stores the tree head and the tile nodes completed since the
-// last write.
-func writeTree(ctx context.Context, tx pgx.Tx, tree *audit.Tree, nodes []audit.Node) error {
+// queueTree adds to b the statement that stores the tree head and the
+// tile nodes completed since the last write.
+func queueTree(b *pgx.Batch, tree *audit.Tree, nodes []audit.Node) {
 	levels := make([]int16, len(nodes))
 	idxs := make([]int64, len(nodes))
 	hashes := make([][]byte, len(nodes))
 	for i, n := range nodes {
 		levels[i], idxs[i], hashes[i] = int16(n.Level), int64(n.Index), n.Hash
 	}
-	_, err := tx.Exec(ctx, `
+	b.Queue(`
 		WITH nodes AS (
 			INSERT INTO audit_tree_nodes (level, idx, hash)
 			SELECT * FROM unnest($1::smallint[], $2::bigint[], $3::bytea[]))
 		INSERT INTO audit_tree_head (one, size, root, range) VALUES (true, $4, $5, $6)
 		ON CONFLICT (one) DO UPDATE SET size = excluded.size, root = excluded.root, range = excluded.range`,
 		levels, idxs, hashes, int64(tree.Size()), tree.Root(), tree.Hashes())
-	if err != nil {
+}
+
+// writeTree stores the tree head and the tile nodes completed since the
+// last write.
+func writeTree(ctx context.Context, tx pgx.Tx, tree *audit.Tree, nodes []audit.Node) error {
+	b := &pgx.Batch{}
+	queueTree(b, tree, nodes)
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("store the tree at %d: %w", tree.Size(), err)
 	}
 	return nil
 }
 
 // advanceTree adds the leaves of entries (just linked after head) to the
-// stored tree (as lockHead read it), and sets each entry's TreeSize to the
-// size it reaches.
-func advanceTree(ctx context.Context, tx pgx.Tx, tree *audit.Tree, head audit.Receipt, entries []*audit.Entry) error {
+// stored tree (as lockHeadJTIs read it), sets each entry's TreeSize to the
+// size it reaches, and queues the tree's new head and nodes on b.
+func advanceTree(ctx context.Context, tx conn, b *pgx.Batch, tree *audit.Tree, head audit.Receipt, entries []*audit.Entry) error {
 	if int64(tree.Size()) > head.Seq {
 		// Committed entries were removed (by a database superuser): append
 		// nothing more, so that no disclosure lands in a log whose tree
@@ -101,7 +108,8 @@ func advanceTree(ctx context.Context, tx pgx.Tx, tree *audit.Tree, head audit.Re
 	for _, e := range entries {
 		e.TreeSize = int64(tree.Size())
 	}
-	return writeTree(ctx, tx, tree, nodes)
+	queueTree(b, tree, nodes)
+	return nil
 }
 
 // CatchUpTree builds the tree over entries stored before it existed (or

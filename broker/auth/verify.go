@@ -9,7 +9,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"log/slog"
-	"math/big"
 	"net/http"
 	"strings"
 	"time"
@@ -152,11 +151,36 @@ func verifySignature(key *jose.JSONWebKey, alg, signingInput, rawSig string) boo
 			return false
 		}
 		digest := sha256.Sum256([]byte(signingInput))
-		return ecdsa.Verify(pub, digest[:], new(big.Int).SetBytes(sig[:32]), new(big.Int).SetBytes(sig[32:]))
+		var der [derSigMax]byte
+		return ecdsa.VerifyASN1(pub, digest[:], derSignature(der[:0], sig))
 	case ed25519.PublicKey:
 		return alg == AlgEdDSA && len(pub) == ed25519.PublicKeySize && ed25519.Verify(pub, []byte(signingInput), sig)
 	}
 	return false
+}
+
+// derSigMax is the longest DER ECDSA-Sig-Value of two 32-byte integers:
+// SEQUENCE header, and each INTEGER's header, a zero byte and 32 bytes.
+const derSigMax = 2 + 2*(2+1+32)
+
+// derSignature appends the DER encoding (SEQUENCE { INTEGER r, INTEGER s },
+// RFC 3279 §2.2.3) of the JWS signature r || s (RFC 7518 §3.4) to dst,
+// which crypto/ecdsa.VerifyASN1 takes: what ecdsa.Verify would build from
+// two big.Ints, without them.
+func derSignature(dst, rs []byte) []byte {
+	integer := func(dst, n []byte) []byte {
+		for len(n) > 1 && n[0] == 0 {
+			n = n[1:] // minimal: no leading zero bytes
+		}
+		if n[0]&0x80 != 0 {
+			return append(append(dst, 0x02, byte(len(n)+1), 0), n...) // positive: a zero byte before a high bit
+		}
+		return append(append(dst, 0x02, byte(len(n))), n...)
+	}
+	var buf [derSigMax]byte
+	half := len(rs) / 2
+	body := integer(integer(buf[:0], rs[:half]), rs[half:])
+	return append(append(dst, 0x30, byte(len(body))), body...)
 }
 
 func (v *Verifier) verify(ctx context.Context, token, method, uri string, body []byte) (p *broker.Principal, kid, iss string, err error) {

@@ -108,7 +108,7 @@ func (s *Service) Check(ctx context.Context, p *broker.Principal, req CheckReque
 	if err != nil {
 		return nil, err
 	}
-	ref, refs := keys.Ref(subj), keys.Refs(subj)
+	ref, refs := keys.RefAndRefs(subj)
 	now := s.now()
 
 	if emergency {

@@ -275,7 +275,7 @@ func (s *Service) Report(ctx context.Context, p *broker.Principal, req SubjectRe
 	if err != nil {
 		return nil, err
 	}
-	ref, refs := keys.Ref(subj), keys.Refs(subj)
+	ref, refs := keys.RefAndRefs(subj)
 	if _, err := s.authorize(ctx, p, policies.ActionAuditReport, nil, func(e *audit.Entry) { e.SubjectRef = ref }); err != nil {
 		return nil, err
 	}
