@@ -90,7 +90,10 @@ func (c *Config) defaults() {
 
 // Result is what a run measured.
 type Result struct {
-	Machine     string        `json:"machine"`
+	Machine string `json:"machine"`
+	// Postgres is the server's version and the settings that decide its
+	// cost at full size (shared_buffers, max_wal_size, ...), as SHOW gives them.
+	Postgres    string        `json:"postgres,omitempty"`
 	Command     string        `json:"command"`
 	StartedAt   time.Time     `json:"started_at"`
 	Flags       int           `json:"flags"`
@@ -184,6 +187,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 
 	pgPID := postmasterPID(ctx, dbURL)
+	res.Postgres = postgresSettings(ctx, dbURL)
 	if pgPID == 0 {
 		logf("PostgreSQL is not a local process: its CPU is not measured")
 	}

@@ -194,3 +194,30 @@ func postmasterPID(ctx context.Context, dbURL string) int {
 	}
 	return pm
 }
+
+// pgSettings are the server settings a report names: what decides the
+// cost of the log's inserts at full size.
+var pgSettings = []string{"shared_buffers", "max_wal_size", "checkpoint_timeout", "wal_compression", "synchronous_commit", "fsync"}
+
+// postgresSettings describes the server: its version and pgSettings
+// ("" when it cannot be asked).
+func postgresSettings(ctx context.Context, dbURL string) string {
+	c, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		return ""
+	}
+	defer c.Close(ctx)
+	var version string
+	if c.QueryRow(ctx, "SHOW server_version").Scan(&version) != nil {
+		return ""
+	}
+	parts := []string{"PostgreSQL " + strings.Fields(version)[0]}
+	for _, name := range pgSettings {
+		var v string
+		if c.QueryRow(ctx, "SELECT current_setting($1)", name).Scan(&v) != nil {
+			return ""
+		}
+		parts = append(parts, name+" "+v)
+	}
+	return strings.Join(parts, ", ")
+}

@@ -11,6 +11,9 @@ import (
 func Summary(r *Result) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "machine:        %s\n", r.Machine)
+	if r.Postgres != "" {
+		fmt.Fprintf(&b, "postgres:       %s\n", r.Postgres)
+	}
 	fmt.Fprintf(&b, "seeded:         %d flags, %d audit entries (%.0f s)\n", r.Flags, r.Entries, r.SeedSeconds)
 	fmt.Fprintf(&b, "load:           POST /v1/checks, %d connections, %s measured, 10%% flagged people, %s keys\n", r.Connections, measured(r), algOr(r.Alg))
 	if r.Generator != "" {
@@ -104,6 +107,9 @@ func UpdateMarkdown(path, name string, r *Result) error {
 		fmt.Fprintf(&rows, "| %s | "+format+" |\n", append([]any{k}, args...)...)
 	}
 	row("seeded", "%d flags, %d audit entries (seeding took %.0f s)", r.Flags, r.Entries, r.SeedSeconds)
+	if r.Postgres != "" {
+		row("database", "%s", r.Postgres)
+	}
 	gen := "a fresh " + algOr(r.Alg) + " token per request"
 	if r.Generator != "" {
 		gen = fmt.Sprintf("%s keys; generator: %s, sending %d requests signed (a fresh jti each) in %.1f s before the window", algOr(r.Alg), r.Generator, r.PreSigned, r.SignSeconds)

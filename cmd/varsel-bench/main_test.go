@@ -85,7 +85,8 @@ func TestReportRendersEarlierRun(t *testing.T) {
 	dir := t.TempDir()
 	res := bench.Result{Machine: "2 CPUs", Command: "varsel-bench --flags 10", StartedAt: time.Date(2026, 1, 2, 3, 4, 0, 0, time.UTC),
 		Flags: 10, Entries: 20, Connections: 4, Alg: "ES256", Duration: time.Second, Requests: 100, OK: 100, RPS: 100,
-		Latency: map[string]float64{"p50": 1, "p90": 2, "p99": 3, "max": 4}, Answered: 120, Audited: 120, AllAudited: true}
+		Latency: map[string]float64{"p50": 1, "p90": 2, "p99": 3, "max": 4}, Answered: 120, Audited: 120, AllAudited: true,
+		Postgres: "PostgreSQL 15.18, shared_buffers 4GB"}
 	b, _ := json.Marshal(res)
 	resultFile, md := filepath.Join(dir, "result.json"), filepath.Join(dir, "perf.md")
 	if err := os.WriteFile(resultFile, b, 0o644); err != nil {
@@ -96,7 +97,8 @@ func TestReportRendersEarlierRun(t *testing.T) {
 		t.Fatalf("%v %q", err, out)
 	}
 	text, err := os.ReadFile(md)
-	if err != nil || !strings.Contains(string(text), "<!-- bench:short:start -->") || !strings.Contains(string(text), "varsel-bench --flags 10") {
+	if err != nil || !strings.Contains(string(text), "<!-- bench:short:start -->") || !strings.Contains(string(text), "varsel-bench --flags 10") ||
+		!strings.Contains(string(text), "| database | PostgreSQL 15.18, shared_buffers 4GB |") {
 		t.Fatalf("%v %q", err, text)
 	}
 }
@@ -128,6 +130,11 @@ func TestShortRun(t *testing.T) {
 	}
 	if res.OK == 0 || res.Entries != 1000 || !strings.HasPrefix(res.Command, "varsel-bench --varsel ") {
 		t.Errorf("result: %+v", res)
+	}
+	// The report names the server and the settings that decide its cost.
+	if !strings.HasPrefix(res.Postgres, "PostgreSQL ") || !strings.Contains(res.Postgres, "shared_buffers ") ||
+		!strings.Contains(out, "postgres:       PostgreSQL ") {
+		t.Errorf("postgres %q, summary:\n%s", res.Postgres, out)
 	}
 	if c := res.WithoutTree; c == nil || c.OK == 0 || len(c.Errors) > 0 || c.RateRatio <= 0 || c.CPURatio <= 0 {
 		t.Errorf("without the tree: %+v\nlog:\n%s", c, log)
