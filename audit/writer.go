@@ -16,7 +16,10 @@ type Store interface {
 	// AppendBatch links the entries after the chain head and stores them in
 	// one transaction, serialised with every other writer (on any replica).
 	// An entry whose request_jti its agency used before is not stored; its
-	// index is returned in replayed. On error nothing was stored.
+	// index is returned in replayed. On error no entry is reported stored,
+	// and none may be disclosed; when the connection failed after the
+	// commit was sent, they may be in the log all the same (the next
+	// append reads the head again).
 	AppendBatch(ctx context.Context, entries []*Entry) (replayed []int, err error)
 }
 

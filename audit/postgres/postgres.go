@@ -99,9 +99,18 @@ func AppendInTx(ctx context.Context, tx pgx.Tx, entries []*audit.Entry) (replaye
 //
 // The chain lock is held from the first statement to the end of tx, and
 // every append on every replica waits for it, so the statements are sent
-// in two pipelines (one round trip each) rather than one at a time: the
-// lock, the head and the token ids; then the tree and the entries. With
+// in two pipelines (one round trip each, once the connection has prepared
+// them: pgx prepares a batch's new statements in one more, and forgets a
+// failed batch's) rather than one at a time: the lock, the head and the
+// token ids; then the tree and the entries. With
 // own, the first pipeline begins the transaction and the second commits it.
+// The COMMIT is then sent before the inserts' answers are read, so when the
+// connection fails or the context ends while the server works through the
+// second pipeline, the entries may have been committed although an error
+// is returned (as when a separate COMMIT's answer is lost, in a wider
+// window): nothing is disclosed on an error, and the next append reads the
+// head again, so the chain goes on after them. The log then holds entries
+// for answers that were never given, never the other way round.
 func appendInTx(ctx context.Context, tx conn, entries []*audit.Entry, tree, own bool) (replayed []int, err error) {
 	head, stored, replayed, err := lockHeadJTIs(ctx, tx, entries, own)
 	if err != nil {
@@ -155,6 +164,11 @@ func appendInTx(ctx context.Context, tx conn, entries []*audit.Entry, tree, own 
 			if i == inserts {
 				return nil, fmt.Errorf("commit %d entries: %w", len(kept), err)
 			}
+			if errors.As(err, new(pgx.ErrPreprocessingBatch)) {
+				// Nothing was sent: an argument could not be encoded, or a
+				// statement not prepared.
+				return nil, fmt.Errorf("append %d entries: %w", len(kept), err)
+			}
 			if i < statements {
 				return nil, fmt.Errorf("store the tree at %d: %w", kept[len(kept)-1].Seq, err)
 			}
@@ -164,7 +178,9 @@ func appendInTx(ctx context.Context, tx conn, entries []*audit.Entry, tree, own 
 			return nil, fmt.Errorf("insert %d entries: %w", len(kept), err)
 		}
 	}
-	if err := br.Close(); err != nil {
+	if err := br.Close(); err != nil && !own {
+		// With own the COMMIT's tag was read above: the entries are stored,
+		// whatever closing the results says.
 		return nil, fmt.Errorf("insert %d entries: %w", len(kept), err)
 	}
 	return replayed, nil
@@ -278,10 +294,15 @@ func lockHeadJTIs(ctx context.Context, tx conn, entries []*audit.Entry, begin bo
 	var replayed []int
 	if len(jtis) > 0 {
 		rows, err := br.Query()
-		if err != nil {
-			return head, nil, nil, fmt.Errorf("record token ids: %w", err)
+		if err == nil {
+			replayed, err = replays(rows, entries)
 		}
-		if replayed, err = replays(rows, entries); err != nil {
+		if err != nil {
+			if isDataError(err) {
+				// An agency or token id the database cannot hold: the
+				// writer finds the entry that holds it, as for the entries.
+				err = errors.Join(audit.ErrRejected, err)
+			}
 			return head, nil, nil, fmt.Errorf("record token ids: %w", err)
 		}
 	}
