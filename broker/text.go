@@ -34,37 +34,50 @@ var jtiPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{16,128}$`)
 
 // ValidJTI reports whether s is a well-formed token id: jtiPattern,
 // checked by table.
-func ValidJTI(s string) bool { return len(s) >= 16 && len(s) <= 128 && allIn(s, classJTI) }
+func ValidJTI(s string) bool { return len(s) >= 16 && len(s) <= 128 && allIn(s, classB64) }
+
+// Base64URLChars reports whether s holds only base64url characters (RFC
+// 4648 §5), and dots too where dots is set (the alphabet of a compact JWS).
+func Base64URLChars(s string, dots bool) bool {
+	class := uint8(classB64)
+	if dots {
+		class |= classDot
+	}
+	return allIn(s, class)
+}
 
 // Character classes of the identifier patterns, one bit each.
 const (
 	classIDStart = 1 << iota // [a-z0-9]: the first character of an id or a sub
 	classID                  // [a-z0-9-]: the rest of an agency or office id
 	classSub                 // [a-z0-9._@-]: the rest of a sub
-	classJTI                 // [A-Za-z0-9_-]: base64url
+	classB64                 // [A-Za-z0-9_-]: base64url, a token id
+	classDot                 // '.': between a compact JWS's parts
 )
 
 var charClass = func() (t [256]uint8) {
 	for c := 0; c < 256; c++ {
 		lowerOrDigit := 'a' <= c && c <= 'z' || '0' <= c && c <= '9'
 		if lowerOrDigit {
-			t[c] |= classIDStart | classID | classSub | classJTI
+			t[c] |= classIDStart | classID | classSub | classB64
 		}
 		switch {
 		case c == '-':
-			t[c] |= classID | classSub | classJTI
-		case c == '.' || c == '@':
+			t[c] |= classID | classSub | classB64
+		case c == '.':
+			t[c] |= classSub | classDot
+		case c == '@':
 			t[c] |= classSub
 		case c == '_':
-			t[c] |= classSub | classJTI
+			t[c] |= classSub | classB64
 		case 'A' <= c && c <= 'Z':
-			t[c] |= classJTI
+			t[c] |= classB64
 		}
 	}
 	return t
 }()
 
-// allIn reports whether every byte of s is in class.
+// allIn reports whether every byte of s is in one of the classes in class.
 func allIn(s string, class uint8) bool {
 	for i := 0; i < len(s); i++ {
 		if charClass[s[i]]&class == 0 {

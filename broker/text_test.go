@@ -2,6 +2,7 @@ package broker
 
 import (
 	"math/rand/v2"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -13,11 +14,13 @@ func TestValidatorsMatchPatterns(t *testing.T) {
 	checks := []struct {
 		name string
 		fn   func(string) bool
-		re   interface{ MatchString(string) bool }
+		re   *regexp.Regexp
 	}{
 		{"ValidSub", ValidSub, subPattern},
 		{"ValidJTI", ValidJTI, jtiPattern},
 		{"ValidID", ValidID, idPattern},
+		{"Base64URLChars", func(s string) bool { return Base64URLChars(s, false) }, regexp.MustCompile(`^[A-Za-z0-9_-]*$`)},
+		{"Base64URLChars with dots", func(s string) bool { return Base64URLChars(s, true) }, regexp.MustCompile(`^[A-Za-z0-9_.-]*$`)},
 	}
 	var inputs []string
 	for n := 0; n <= 130; n++ {

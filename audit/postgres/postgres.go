@@ -102,8 +102,8 @@ func AppendInTx(ctx context.Context, tx pgx.Tx, entries []*audit.Entry) (replaye
 // in two pipelines (one round trip each, once the connection has prepared
 // them: pgx prepares a batch's new statements in one more, and forgets a
 // failed batch's) rather than one at a time: the lock, the head and the
-// token ids; then the tree and the entries. With
-// own, the first pipeline begins the transaction and the second commits it.
+// token ids; then the tree and the entries. With own, the first pipeline
+// begins the transaction and the second commits it.
 // The COMMIT is then sent before the inserts' answers are read, so when the
 // connection fails or the context ends while the server works through the
 // second pipeline, the entries may have been committed although an error
@@ -132,7 +132,9 @@ func appendInTx(ctx context.Context, tx conn, entries []*audit.Entry, tree, own 
 	if len(kept) == 0 {
 		if own {
 			// Nothing to store: end the transaction, which changed nothing.
-			if err := tx.SendBatch(ctx, commitBatch()).Close(); err != nil {
+			b := &pgx.Batch{}
+			b.Queue("COMMIT")
+			if err := tx.SendBatch(ctx, b).Close(); err != nil {
 				return nil, err
 			}
 		}
@@ -184,12 +186,6 @@ func appendInTx(ctx context.Context, tx conn, entries []*audit.Entry, tree, own 
 		return nil, fmt.Errorf("insert %d entries: %w", len(kept), err)
 	}
 	return replayed, nil
-}
-
-func commitBatch() *pgx.Batch {
-	b := &pgx.Batch{}
-	b.Queue("COMMIT")
-	return b
 }
 
 // insertRows is the most entries one INSERT statement carries; a batch is

@@ -117,25 +117,6 @@ func (v *Verifier) logRefusal(iss, kid string, err error) {
 // (no stray bits, no line breaks), so that one signature has one spelling.
 var b64 = base64.RawURLEncoding.Strict()
 
-// compactAlphabet reports whether s holds only base64url characters and dots.
-func compactAlphabet(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if !compactChars[s[i]] {
-			return false
-		}
-	}
-	return true
-}
-
-// compactChars are the bytes of a compact JWS: base64url and the dots (a
-// table: the token is read on every request).
-var compactChars = func() (t [256]bool) {
-	for _, c := range []byte("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") {
-		t[c] = true
-	}
-	return t
-}()
-
 // verifySignature checks a compact JWS signature (base64url rawSig) over
 // signingInput with key, for alg, which the caller has already matched to
 // the key's type: ES256 is the 64-byte R||S of RFC 7518 §3.4 over the
@@ -188,7 +169,7 @@ func (v *Verifier) verify(ctx context.Context, token, method, uri string, body [
 		return nil, "", "", unauthorized(broker.CodeMalformedToken, "token longer than %d bytes", MaxTokenBytes)
 	}
 	parts := strings.Split(token, ".")
-	if len(parts) != 3 || !compactAlphabet(token) {
+	if len(parts) != 3 || !broker.Base64URLChars(token, true) {
 		return nil, "", "", unauthorized(broker.CodeMalformedToken, "token is not a compact JWS")
 	}
 	rawHeader, err := b64.DecodeString(parts[0])

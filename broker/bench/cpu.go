@@ -207,17 +207,11 @@ func postgresSettings(ctx context.Context, dbURL string) string {
 		return ""
 	}
 	defer c.Close(ctx)
-	var version string
-	if c.QueryRow(ctx, "SHOW server_version").Scan(&version) != nil {
+	var version, settings string
+	if c.QueryRow(ctx, `SELECT current_setting('server_version'),
+			(SELECT string_agg(n || ' ' || current_setting(n), ', ' ORDER BY o) FROM unnest($1::text[]) WITH ORDINALITY AS t(n, o))`,
+		pgSettings).Scan(&version, &settings) != nil {
 		return ""
 	}
-	parts := []string{"PostgreSQL " + strings.Fields(version)[0]}
-	for _, name := range pgSettings {
-		var v string
-		if c.QueryRow(ctx, "SELECT current_setting($1)", name).Scan(&v) != nil {
-			return ""
-		}
-		parts = append(parts, name+" "+v)
-	}
-	return strings.Join(parts, ", ")
+	return "PostgreSQL " + strings.Fields(version)[0] + ", " + settings
 }
