@@ -49,6 +49,14 @@ func Open(ctx context.Context, url string, opt Options) (*DB, error) {
 	if cfg.ConnConfig.ConnectTimeout == 0 {
 		cfg.ConnConfig.ConnectTimeout = 5 * time.Second
 	}
+	// No JIT compilation: every statement the broker runs is short, and
+	// PostgreSQL's estimate for the review sweep's counts (over entries
+	// its statistics have not seen yet) is high enough to have LLVM
+	// compile each of them, about half a second of CPU every sweep, for
+	// statements that take milliseconds. The URL's jit setting wins.
+	if _, ok := cfg.ConnConfig.RuntimeParams["jit"]; !ok {
+		cfg.ConnConfig.RuntimeParams["jit"] = "off"
+	}
 	if opt.Role != "" {
 		role := opt.Role
 		cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {

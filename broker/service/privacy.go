@@ -17,6 +17,8 @@ import (
 // ReviewStore keeps reviews and answers privacy officers' questions.
 type ReviewStore interface {
 	SyncEmergencyReviews(ctx context.Context) (int64, error)
+	// DetectAnomalies raises the reviews for the entries after seq after
+	// and returns the seq it got to, on an error too.
 	DetectAnomalies(ctx context.Context, after int64, rules broker.AnomalyRules) (upTo, raised int64, err error)
 	SeqBefore(ctx context.Context, t time.Time) (int64, error)
 	Reviews(ctx context.Context, q broker.ReviewFilter) ([]*broker.Review, error)
@@ -64,12 +66,12 @@ func (sw *Sweeper) Sweep(ctx context.Context) error {
 		}
 		sw.watermark, sw.started = seq, true
 	}
+	// On an error upTo is where the sweep got to (it commits in chunks).
 	upTo, _, err := sw.Store.DetectAnomalies(ctx, sw.watermark, sw.Rules)
-	if err != nil {
-		return err
+	if upTo > sw.watermark {
+		sw.watermark = upTo
 	}
-	sw.watermark = upTo
-	return nil
+	return err
 }
 
 // Run sweeps every Interval until ctx ends.

@@ -1,0 +1,9 @@
+package postgres
+
+// SetSweepChunk makes DetectAnomalies commit every n entries until the
+// test ends (restore puts the default back).
+func SetSweepChunk(n int64) (restore func()) {
+	old := sweepChunk
+	sweepChunk = n
+	return func() { sweepChunk = old }
+}
