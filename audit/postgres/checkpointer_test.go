@@ -196,7 +196,7 @@ func TestCheckpointerRefusesTruncation(t *testing.T) {
 	// An intruder who also drops the tree head gets the tree rebuilt from
 	// the entries that are left, and appends go on; the checkpointer still
 	// refuses the new history.
-	asSuperuser(t, owner, `DELETE FROM audit_tree_head`)
+	asSuperuser(t, owner, `DELETE FROM audit_tree_heads`)
 	appendN(t, w, 5) // 18..22: seq 20 is there again, with another hash
 	if _, err := cpr.Checkpoint(ctx); !errors.Is(err, audit.ErrNotExtension) || !strings.Contains(err.Error(), "entry 20 no longer has the checkpointed hash") {
 		t.Fatalf("truncated and refilled: %v", err)

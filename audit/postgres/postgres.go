@@ -263,7 +263,7 @@ func lockHeadJTIs(ctx context.Context, tx conn, entries []*audit.Entry, begin bo
 	b.Queue(`SELECT e.seq, e.hash, t.size, t.range
 		FROM (SELECT 1) AS one
 		LEFT JOIN LATERAL (SELECT seq, hash FROM audit_entries ORDER BY seq DESC LIMIT 1) e ON true
-		LEFT JOIN audit_tree_head t ON t.one`)
+		LEFT JOIN LATERAL (SELECT size, range FROM audit_tree_heads ORDER BY size DESC LIMIT 1) t ON true`)
 	agencies, jtis := tokenIDs(entries)
 	if len(jtis) > 0 {
 		b.Queue(`INSERT INTO request_jtis (agency_id, jti, expires_at)
@@ -377,7 +377,7 @@ func (s *Store) Head(ctx context.Context) (audit.TreeHead, error) {
 	var hash *string
 	err := s.Pool.QueryRow(ctx, `SELECT t.size, t.root, e.seq, e.hash
 		FROM (SELECT 1) AS one
-		LEFT JOIN audit_tree_head t ON t.one
+		LEFT JOIN LATERAL (SELECT size, root FROM audit_tree_heads ORDER BY size DESC LIMIT 1) t ON true
 		LEFT JOIN LATERAL (SELECT seq, hash FROM audit_entries ORDER BY seq DESC LIMIT 1) e ON true`).
 		Scan(&size, &h.Root, &seq, &hash)
 	if err != nil {

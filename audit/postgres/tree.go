@@ -57,8 +57,9 @@ func catchUp(ctx context.Context, tx conn, tree *audit.Tree, to int64, limit int
 }
 
 // queueTree adds to b the statement that stores the tree head and the
-// tile nodes completed since the last write.
-func queueTree(b *pgx.Batch, tree *audit.Tree, nodes []audit.Node) {
+// tile nodes completed since the last write, and deletes the head of size
+// prev it extends (migration 013 says why a row per head).
+func queueTree(b *pgx.Batch, tree *audit.Tree, prev uint64, nodes []audit.Node) {
 	levels := make([]int16, len(nodes))
 	idxs := make([]int64, len(nodes))
 	hashes := make([][]byte, len(nodes))
@@ -68,17 +69,18 @@ func queueTree(b *pgx.Batch, tree *audit.Tree, nodes []audit.Node) {
 	b.Queue(`
 		WITH nodes AS (
 			INSERT INTO audit_tree_nodes (level, idx, hash)
-			SELECT * FROM unnest($1::smallint[], $2::bigint[], $3::bytea[]))
-		INSERT INTO audit_tree_head (one, size, root, range) VALUES (true, $4, $5, $6)
-		ON CONFLICT (one) DO UPDATE SET size = excluded.size, root = excluded.root, range = excluded.range`,
-		levels, idxs, hashes, int64(tree.Size()), tree.Root(), tree.Hashes())
+			SELECT * FROM unnest($1::smallint[], $2::bigint[], $3::bytea[])),
+		extended AS (DELETE FROM audit_tree_heads WHERE size = $7 AND size <> $4)
+		INSERT INTO audit_tree_heads (size, root, range) VALUES ($4, $5, $6)
+		ON CONFLICT (size) DO UPDATE SET root = excluded.root, range = excluded.range`,
+		levels, idxs, hashes, int64(tree.Size()), tree.Root(), tree.Hashes(), int64(prev))
 }
 
 // writeTree stores the tree head and the tile nodes completed since the
 // last write.
-func writeTree(ctx context.Context, tx pgx.Tx, tree *audit.Tree, nodes []audit.Node) error {
+func writeTree(ctx context.Context, tx pgx.Tx, tree *audit.Tree, prev uint64, nodes []audit.Node) error {
 	b := &pgx.Batch{}
-	queueTree(b, tree, nodes)
+	queueTree(b, tree, prev, nodes)
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("store the tree at %d: %w", tree.Size(), err)
 	}
@@ -96,6 +98,7 @@ func advanceTree(ctx context.Context, tx conn, b *pgx.Batch, tree *audit.Tree, h
 		return fmt.Errorf("%w: the tree holds %d leaves but the log ends at %d: entries were removed",
 			audit.ErrNotExtension, tree.Size(), head.Seq)
 	}
+	prev := tree.Size()
 	nodes, err := catchUp(ctx, tx, tree, head.Seq, 0, nil)
 	if err != nil {
 		return err
@@ -108,7 +111,7 @@ func advanceTree(ctx context.Context, tx conn, b *pgx.Batch, tree *audit.Tree, h
 	for _, e := range entries {
 		e.TreeSize = int64(tree.Size())
 	}
-	queueTree(b, tree, nodes)
+	queueTree(b, tree, prev, nodes)
 	return nil
 }
 
@@ -135,12 +138,13 @@ func CatchUpTree(ctx context.Context, pool *pgxpool.Pool, chunk int64) (int64, e
 				size, done = head.Seq, true
 				return nil
 			}
+			prev := tree.Size()
 			nodes, err := catchUp(ctx, tx, tree, head.Seq, chunk, nil)
 			if err != nil {
 				return err
 			}
 			size, done = int64(tree.Size()), int64(tree.Size()) == head.Seq
-			return writeTree(ctx, tx, tree, nodes)
+			return writeTree(ctx, tx, tree, prev, nodes)
 		})
 		if err != nil || done {
 			return size, err
@@ -157,7 +161,7 @@ func (s *Store) Tile(ctx context.Context, level, index uint64, width int) ([]byt
 		return nil, fmt.Errorf("%w: level %d, width %d", audit.ErrNoTile, level, width)
 	}
 	var size int64
-	if err := s.Pool.QueryRow(ctx, `SELECT size FROM audit_tree_head`).Scan(&size); err != nil {
+	if err := s.Pool.QueryRow(ctx, `SELECT size FROM audit_tree_heads ORDER BY size DESC LIMIT 1`).Scan(&size); err != nil {
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil, fmt.Errorf("%w: the tree is empty", audit.ErrNoTile)
 		}
@@ -222,7 +226,7 @@ func (s *Store) EntryBundle(ctx context.Context, index uint64, width int) ([]byt
 		return nil, fmt.Errorf("%w: width %d", audit.ErrNoTile, width)
 	}
 	var size int64
-	if err := s.Pool.QueryRow(ctx, `SELECT coalesce((SELECT size FROM audit_tree_head), 0)`).Scan(&size); err != nil {
+	if err := s.Pool.QueryRow(ctx, `SELECT coalesce(max(size), 0) FROM audit_tree_heads`).Scan(&size); err != nil {
 		return nil, fmt.Errorf("read the tree head: %w", err)
 	}
 	if index > uint64(size)/tileWidth { // also before index*256 could wrap

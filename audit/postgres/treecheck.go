@@ -60,7 +60,7 @@ func checkStoredTree(ctx context.Context, tx pgx.Tx) (int64, error) {
 	}
 	var size int64
 	var root, rng []byte
-	err = tx.QueryRow(ctx, `SELECT size, root, range FROM audit_tree_head`).Scan(&size, &root, &rng)
+	err = tx.QueryRow(ctx, `SELECT size, root, range FROM audit_tree_heads ORDER BY size DESC LIMIT 1`).Scan(&size, &root, &rng)
 	if errors.Is(err, pgx.ErrNoRows) {
 		var entries bool
 		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT FROM audit_entries)`).Scan(&entries); err != nil {

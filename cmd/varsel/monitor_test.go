@@ -304,7 +304,7 @@ func rewriteEntry(t *testing.T, dbURL string, seq int64) {
 				return err
 			}
 		}
-		if _, err := tx.Exec(ctx, `DELETE FROM audit_cosignatures; DELETE FROM audit_checkpoints; DELETE FROM audit_tree_nodes; DELETE FROM audit_tree_head`); err != nil {
+		if _, err := tx.Exec(ctx, `DELETE FROM audit_cosignatures; DELETE FROM audit_checkpoints; DELETE FROM audit_tree_nodes; DELETE FROM audit_tree_heads`); err != nil {
 			return err
 		}
 		_, err := tx.Exec(ctx, `ALTER TABLE audit_entries ENABLE TRIGGER USER; ALTER TABLE audit_checkpoints ENABLE TRIGGER USER;

@@ -390,7 +390,7 @@ func TestWitnessCatchesOperatorRewrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	rechainTail(t, db, 4, func(e *audit.Entry) { e.Actor = "someone-else" })
-	if _, err := conn.Exec(ctx, `DELETE FROM audit_tree_head`); err != nil {
+	if _, err := conn.Exec(ctx, `DELETE FROM audit_tree_heads`); err != nil {
 		t.Fatal(err)
 	}
 
