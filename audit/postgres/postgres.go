@@ -260,6 +260,12 @@ func lockHeadJTIs(ctx context.Context, tx conn, entries []*audit.Entry, begin bo
 		b.Queue("BEGIN")
 	}
 	b.Queue(`SELECT pg_advisory_xact_lock($1)`, int64(chainLock))
+	// The tree head table holds one live row, so once analyzed PostgreSQL
+	// would read it by a sequential scan, and a cached plan keeps doing so:
+	// while a long transaction keeps the deleted heads, that scan reads all
+	// of them under the chain lock. The primary key reaches the newest head
+	// (and the one the append deletes) directly, whatever is kept.
+	b.Queue(`SET LOCAL enable_seqscan = off`)
 	b.Queue(`SELECT e.seq, e.hash, t.size, t.range
 		FROM (SELECT 1) AS one
 		LEFT JOIN LATERAL (SELECT seq, hash FROM audit_entries ORDER BY seq DESC LIMIT 1) e ON true
@@ -280,6 +286,9 @@ func lockHeadJTIs(ctx context.Context, tx conn, entries []*audit.Entry, begin bo
 	}
 	if _, err := br.Exec(); err != nil {
 		return head, nil, nil, fmt.Errorf("lock chain: %w", err)
+	}
+	if _, err := br.Exec(); err != nil {
+		return head, nil, nil, fmt.Errorf("set up the append: %w", err)
 	}
 	var seq, size *int64
 	var hash *string

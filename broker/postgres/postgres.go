@@ -53,14 +53,19 @@ func Open(ctx context.Context, url string, opt Options) (*DB, error) {
 	// PostgreSQL's estimate for the review sweep's counts (over entries
 	// its statistics have not seen yet) is high enough to have LLVM
 	// compile each of them, about half a second of CPU every sweep, for
-	// statements that take milliseconds. The URL's jit setting wins.
+	// statements that take milliseconds. Set after connecting rather than
+	// as a startup parameter, which connection poolers (PgBouncer) refuse;
+	// a URL that sets jit itself (?jit=on) keeps it.
+	setup := ""
 	if _, ok := cfg.ConnConfig.RuntimeParams["jit"]; !ok {
-		cfg.ConnConfig.RuntimeParams["jit"] = "off"
+		setup = "SET jit = off"
 	}
 	if opt.Role != "" {
-		role := opt.Role
+		setup += "; SET ROLE " + pgx.Identifier{opt.Role}.Sanitize()
+	}
+	if setup = strings.TrimPrefix(setup, "; "); setup != "" {
 		cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
-			_, err := c.Exec(ctx, "SET ROLE "+pgx.Identifier{role}.Sanitize())
+			_, err := c.Exec(ctx, setup)
 			return err
 		}
 	}

@@ -60,8 +60,10 @@ var sweepChunk int64 = 10_000
 // per employee per window), the same person more than MaxRepeats times
 // within Window (one review per employee and person per window), or checks
 // outside office hours (one per employee per day). It returns the seq it
-// scanned up to and how many reviews it raised; it stops early, at a chunk
-// boundary, when another replica is sweeping.
+// scanned up to and how many reviews it raised. It goes as far as the log
+// reached when it began (entries appended meanwhile wait for the next
+// sweep, so that a sweep slower than the appends still ends), and stops
+// early, at a chunk boundary, when another replica is sweeping.
 func (db *DB) DetectAnomalies(ctx context.Context, after int64, rules broker.AnomalyRules) (int64, int64, error) {
 	if rules.Window <= 0 {
 		rules.Window = time.Hour
@@ -72,11 +74,14 @@ func (db *DB) DetectAnomalies(ctx context.Context, after int64, rules broker.Ano
 	if rules.MaxRepeats <= 0 {
 		rules.MaxRepeats = 10
 	}
-	var raised int64
+	var raised, end int64
 	for {
-		upTo, more, n, err := db.detectChunk(ctx, after, rules)
+		upTo, last, n, err := db.detectChunk(ctx, after, end, rules)
 		raised += n
-		if err != nil || !more {
+		if end == 0 {
+			end = last
+		}
+		if err != nil || upTo >= end || upTo == after {
 			return upTo, raised, err
 		}
 		after = upTo
@@ -84,9 +89,9 @@ func (db *DB) DetectAnomalies(ctx context.Context, after int64, rules broker.Ano
 }
 
 // detectChunk is one transaction of DetectAnomalies over at most
-// sweepChunk entries after seq after. more says that the log goes on
-// past upTo.
-func (db *DB) detectChunk(ctx context.Context, after int64, rules broker.AnomalyRules) (upTo int64, more bool, raised int64, err error) {
+// sweepChunk entries after seq after, and none after end (0: the log's
+// end). It returns the seq it got to and the log's last seq as it read it.
+func (db *DB) detectChunk(ctx context.Context, after, end int64, rules broker.AnomalyRules) (upTo, last int64, raised int64, err error) {
 	err = db.auditedTx(ctx, func(tx pgx.Tx) error {
 		var locked bool
 		if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock($1)`, int64(sweepLock)).Scan(&locked); err != nil {
@@ -96,11 +101,13 @@ func (db *DB) detectChunk(ctx context.Context, after int64, rules broker.Anomaly
 			upTo = after // another replica is sweeping
 			return nil
 		}
-		var last int64
 		if err := tx.QueryRow(ctx, `SELECT coalesce(max(seq), $1) FROM audit_entries`, after).Scan(&last); err != nil {
 			return err
 		}
-		upTo, more = min(last, after+sweepChunk), last > after+sweepChunk
+		upTo = min(last, after+sweepChunk)
+		if end > 0 {
+			upTo = min(upTo, end)
+		}
 		if upTo <= after {
 			upTo = after
 			return nil
@@ -195,9 +202,9 @@ func (db *DB) detectChunk(ctx context.Context, after int64, rules broker.Anomaly
 		return nil
 	})
 	if err != nil {
-		return after, false, 0, err
+		return after, last, 0, err
 	}
-	return upTo, more, raised, nil
+	return upTo, last, raised, nil
 }
 
 const reviewColumns = `r.seq, r.kind, r.reason, r.actor_agency, r.actor, r.ts, r.created_at, r.status, r.note,
