@@ -96,3 +96,63 @@ func TestDetectAnomaliesInChunks(t *testing.T) {
 		t.Fatalf("second sweep raised %d, %v; want 0, nil", raised, err)
 	}
 }
+
+// TestDetectAnomaliesChunkBoundaries: entries on either side of a chunk
+// boundary, and the last one, are each swept once: three checks at night
+// (at seqs 7, 8 and 14 of 14, in chunks of 7) give three off-hours
+// reviews, the daytime checks none.
+func TestDetectAnomaliesChunkBoundaries(t *testing.T) {
+	ctx := context.Background()
+	db := openDB(t)
+	defer postgres.SetSweepChunk(7)()
+	store := &auditpg.Store{Pool: db.Pool}
+	var after int64
+	if err := db.Pool.QueryRow(ctx, `SELECT coalesce(max(seq), 0) FROM audit_entries`).Scan(&after); err != nil {
+		t.Fatal(err)
+	}
+	oslo, err := time.LoadLocation("Europe/Oslo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	day, night := time.Date(2026, 12, 1, 12, 0, 0, 0, oslo), time.Date(2026, 12, 1, 3, 0, 0, 0, oslo)
+	var entries []*audit.Entry
+	for i := range 14 {
+		actor, ts := fmt.Sprintf("cw-day-%d", i), day
+		if i == 6 || i == 7 || i == 13 {
+			actor, ts = fmt.Sprintf("cw-night-%d", i), night
+		}
+		entries = append(entries, &audit.Entry{TS: audit.FormatTime(ts), ActorAgency: "nav-boundary", Actor: actor,
+			Role: "caseworker", Office: "nav-boundary-1", Action: "check", Decision: audit.Allow, PolicyVersion: "test",
+			SubjectRef: fmt.Sprintf("%064x", 5000+i), Reasons: []string{}})
+	}
+	if _, err := store.AppendBatch(ctx, entries); err != nil {
+		t.Fatal(err)
+	}
+	if entries[0].Seq != after+1 {
+		t.Fatalf("first entry at %d, want %d (another test appending?)", entries[0].Seq, after+1)
+	}
+	rules := broker.AnomalyRules{Window: time.Hour, MaxSubjects: 30, MaxRepeats: 10,
+		Hours: broker.OfficeHours{Enabled: true, Start: 7, End: 18, TimeZone: "Europe/Oslo"}}
+	upTo, _, err := db.DetectAnomalies(ctx, after, rules)
+	if err != nil || upTo != entries[13].Seq {
+		t.Fatalf("swept up to %d (%v); want %d", upTo, err, entries[13].Seq)
+	}
+	var got []string
+	rows, err := db.Pool.Query(ctx, `SELECT actor FROM reviews WHERE actor_agency = 'nav-boundary' AND reason = 'off_hours' ORDER BY seq`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var a string
+		if err := rows.Scan(&a); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, a)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(got) != "[cw-night-6 cw-night-7 cw-night-13]" {
+		t.Fatalf("off-hours reviews for %v; want the three night checks", got)
+	}
+}
