@@ -5,9 +5,11 @@
 package schematest
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -143,6 +145,10 @@ func OwnCluster(dir string) (url, script string, cleanup func(), err error) {
 	script = filepath.Join(RepoRoot(), "deploy", "pg.sh")
 	out, err := exec.Command(script, "start", dir).Output()
 	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			err = fmt.Errorf("%w: %s", err, bytes.TrimSpace(ee.Stderr))
+		}
 		return "", "", nil, fmt.Errorf("start own cluster: %w", err)
 	}
 	return strings.TrimSpace(string(out)), script, func() { _ = exec.Command(script, "wipe", dir).Run() }, nil
