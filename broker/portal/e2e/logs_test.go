@@ -8,8 +8,11 @@ import (
 	"varsel/broker/portal/oidctest"
 )
 
-// jws is what a compact JWS or JWT looks like (a base64url JSON header).
-var jws = regexp.MustCompile(`eyJ[A-Za-z0-9_-]{10,}`)
+// jws is what a compact JWS or JWT looks like: a base64url JSON header
+// (`{"` is "eyJ") starting a base64url run, then a dot and the payload.
+// Without the start and the dot, a random id or hash that merely holds
+// "eyJ" matched now and then (one CI run in many).
+var jws = regexp.MustCompile(`(?:^|[^A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{2,}`)
 
 // checkLogs greps the portal's, the broker's and the provider's logs of
 // the whole run for what must never be in them.
