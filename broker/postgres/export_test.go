@@ -1,5 +1,8 @@
 package postgres
 
+// SweepLock is the advisory lock a replica holds while it sweeps.
+const SweepLock int64 = sweepLock
+
 // SetSweepChunk makes DetectAnomalies commit every n entries until the
 // test ends (restore puts the default back).
 func SetSweepChunk(n int64) (restore func()) {

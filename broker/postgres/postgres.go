@@ -56,14 +56,14 @@ func Open(ctx context.Context, url string, opt Options) (*DB, error) {
 	// statements that take milliseconds. Set after connecting rather than
 	// as a startup parameter, which connection poolers (PgBouncer) refuse;
 	// a URL that sets jit itself (?jit=on) keeps it.
-	setup := ""
+	var set []string
 	if _, ok := cfg.ConnConfig.RuntimeParams["jit"]; !ok {
-		setup = "SET jit = off"
+		set = append(set, "SET jit = off")
 	}
 	if opt.Role != "" {
-		setup += "; SET ROLE " + pgx.Identifier{opt.Role}.Sanitize()
+		set = append(set, "SET ROLE "+pgx.Identifier{opt.Role}.Sanitize())
 	}
-	if setup = strings.TrimPrefix(setup, "; "); setup != "" {
+	if setup := strings.Join(set, "; "); setup != "" {
 		cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
 			_, err := c.Exec(ctx, setup)
 			return err

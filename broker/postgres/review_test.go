@@ -6,11 +6,37 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"varsel/audit"
 	auditpg "varsel/audit/postgres"
 	"varsel/broker"
 	"varsel/broker/postgres"
 )
+
+// logEnd is the seq of the log's last entry (0 when empty).
+func logEnd(t *testing.T, db *postgres.DB) int64 {
+	t.Helper()
+	var seq int64
+	if err := db.Pool.QueryRow(context.Background(), `SELECT coalesce(max(seq), 0) FROM audit_entries`).Scan(&seq); err != nil {
+		t.Fatal(err)
+	}
+	return seq
+}
+
+// reviewed lists what query (one text column) returns about the reviews.
+func reviewed(t *testing.T, db *postgres.DB, query string) string {
+	t.Helper()
+	rows, err := db.Pool.Query(context.Background(), query)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprint(got)
+}
 
 // TestDetectAnomaliesInChunks: a backlog longer than one sweep chunk is
 // swept in several transactions, to its end, and each signal is raised
@@ -21,11 +47,7 @@ func TestDetectAnomaliesInChunks(t *testing.T) {
 	db := openDB(t)
 	defer postgres.SetSweepChunk(7)()
 	store := &auditpg.Store{Pool: db.Pool}
-
-	var after int64
-	if err := db.Pool.QueryRow(ctx, `SELECT coalesce(max(seq), 0) FROM audit_entries`).Scan(&after); err != nil {
-		t.Fatal(err)
-	}
+	after := logEnd(t, db)
 	check := func(actor, subject string) *audit.Entry {
 		return &audit.Entry{TS: audit.FormatTime(time.Now()), ActorAgency: "nav-sweep", Actor: actor, Role: "caseworker",
 			Office: "nav-sweep-1", Action: "check", Decision: audit.Allow, PolicyVersion: "test",
@@ -51,7 +73,7 @@ func TestDetectAnomaliesInChunks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(0x7661_7273_0002)); err != nil {
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, postgres.SweepLock); err != nil {
 		t.Fatal(err)
 	}
 	upTo, raised, err := db.DetectAnomalies(ctx, after, rules)
@@ -72,22 +94,8 @@ func TestDetectAnomaliesInChunks(t *testing.T) {
 	if raised != 2 {
 		t.Fatalf("raised %d reviews; want 2 (many subjects, repeated subject)", raised)
 	}
-	rows, err := db.Pool.Query(ctx, `SELECT actor, reason FROM reviews WHERE actor_agency = 'nav-sweep' ORDER BY actor`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for rows.Next() {
-		var actor, reason string
-		if err := rows.Scan(&actor, &reason); err != nil {
-			t.Fatal(err)
-		}
-		got = append(got, actor+":"+reason)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	if fmt.Sprint(got) != "[cw-many:many_subjects cw-repeat:repeated_subject]" {
+	got := reviewed(t, db, `SELECT actor || ':' || reason FROM reviews WHERE actor_agency = 'nav-sweep' ORDER BY actor`)
+	if got != "[cw-many:many_subjects cw-repeat:repeated_subject]" {
 		t.Fatalf("reviews %v; want one many_subjects for cw-many and one repeated_subject for cw-repeat", got)
 	}
 
@@ -106,10 +114,7 @@ func TestDetectAnomaliesChunkBoundaries(t *testing.T) {
 	db := openDB(t)
 	defer postgres.SetSweepChunk(7)()
 	store := &auditpg.Store{Pool: db.Pool}
-	var after int64
-	if err := db.Pool.QueryRow(ctx, `SELECT coalesce(max(seq), 0) FROM audit_entries`).Scan(&after); err != nil {
-		t.Fatal(err)
-	}
+	after := logEnd(t, db)
 	oslo, err := time.LoadLocation("Europe/Oslo")
 	if err != nil {
 		t.Fatal(err)
@@ -137,22 +142,8 @@ func TestDetectAnomaliesChunkBoundaries(t *testing.T) {
 	if err != nil || upTo != entries[13].Seq {
 		t.Fatalf("swept up to %d (%v); want %d", upTo, err, entries[13].Seq)
 	}
-	var got []string
-	rows, err := db.Pool.Query(ctx, `SELECT actor FROM reviews WHERE actor_agency = 'nav-boundary' AND reason = 'off_hours' ORDER BY seq`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
-		var a string
-		if err := rows.Scan(&a); err != nil {
-			t.Fatal(err)
-		}
-		got = append(got, a)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	if fmt.Sprint(got) != "[cw-night-6 cw-night-7 cw-night-13]" {
+	got := reviewed(t, db, `SELECT actor FROM reviews WHERE actor_agency = 'nav-boundary' AND reason = 'off_hours' ORDER BY seq`)
+	if got != "[cw-night-6 cw-night-7 cw-night-13]" {
 		t.Fatalf("off-hours reviews for %v; want the three night checks", got)
 	}
 }
