@@ -10,3 +10,11 @@ func SetSweepChunk(n int64) (restore func()) {
 	sweepChunk = n
 	return func() { sweepChunk = old }
 }
+
+// SetBetweenChunks has DetectAnomalies call fn after each chunk it
+// committed (with the seq it got to) and before the next, until the test
+// ends.
+func SetBetweenChunks(fn func(upTo int64)) (restore func()) {
+	betweenChunks = fn
+	return func() { betweenChunks = nil }
+}

@@ -55,6 +55,10 @@ func (db *DB) SyncEmergencyReviews(ctx context.Context) (int64, error) {
 // so slow every append until it ends.
 var sweepChunk int64 = 10_000
 
+// betweenChunks, when set (tests), runs after each chunk DetectAnomalies
+// committed and before the next, with the seq it got to.
+var betweenChunks func(upTo int64)
+
 // DetectAnomalies raises anomaly reviews for employees who checked since seq
 // after: more than MaxSubjects different people within Window (one review
 // per employee per window), the same person more than MaxRepeats times
@@ -83,6 +87,9 @@ func (db *DB) DetectAnomalies(ctx context.Context, after int64, rules broker.Ano
 		}
 		if err != nil || upTo >= end || upTo == after {
 			return upTo, raised, err
+		}
+		if betweenChunks != nil {
+			betweenChunks(upTo)
 		}
 		after = upTo
 	}

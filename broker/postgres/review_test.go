@@ -38,6 +38,33 @@ func reviewed(t *testing.T, db *postgres.DB, query string) string {
 	return fmt.Sprint(got)
 }
 
+// sweepCheck is a check by actor of agency, of subject, at ts.
+func sweepCheck(agency, actor, subject string, ts time.Time) *audit.Entry {
+	return &audit.Entry{TS: audit.FormatTime(ts), ActorAgency: agency, Actor: actor, Role: "caseworker",
+		Office: agency + "-1", Action: "check", Decision: audit.Allow, PolicyVersion: "test",
+		SubjectRef: subject, Reasons: []string{}}
+}
+
+// manyAndRepeat appends a backlog of 47 checks by agency's employees,
+// interleaved: cw-many checks 35 people once each (more than 30), cw-repeat
+// one person 12 times (more than 10). It returns the log's end before
+// them and the last one's seq.
+func manyAndRepeat(t *testing.T, db *postgres.DB, agency string) (after, last int64) {
+	t.Helper()
+	after = logEnd(t, db)
+	var entries []*audit.Entry
+	for i := range 35 {
+		entries = append(entries, sweepCheck(agency, "cw-many", fmt.Sprintf("%x%056x", agency[4:8], 1000+i), time.Now()))
+		if i < 12 {
+			entries = append(entries, sweepCheck(agency, "cw-repeat", fmt.Sprintf("%x%056x", agency[4:8], 7), time.Now()))
+		}
+	}
+	if _, err := (&auditpg.Store{Pool: db.Pool}).AppendBatch(context.Background(), entries); err != nil {
+		t.Fatal(err)
+	}
+	return after, entries[len(entries)-1].Seq
+}
+
 // TestDetectAnomaliesInChunks: a backlog longer than one sweep chunk is
 // swept in several transactions, to its end, and each signal is raised
 // once however many chunks see it; a sweep that finds another replica
@@ -46,26 +73,7 @@ func TestDetectAnomaliesInChunks(t *testing.T) {
 	ctx := context.Background()
 	db := openDB(t)
 	defer postgres.SetSweepChunk(7)()
-	store := &auditpg.Store{Pool: db.Pool}
-	after := logEnd(t, db)
-	check := func(actor, subject string) *audit.Entry {
-		return &audit.Entry{TS: audit.FormatTime(time.Now()), ActorAgency: "nav-sweep", Actor: actor, Role: "caseworker",
-			Office: "nav-sweep-1", Action: "check", Decision: audit.Allow, PolicyVersion: "test",
-			SubjectRef: subject, Reasons: []string{}}
-	}
-	// cw-repeat checks one person 12 times (more than 10), cw-many 35
-	// people once each (more than 30), interleaved: 47 entries, 7 chunks.
-	var entries []*audit.Entry
-	for i := range 35 {
-		entries = append(entries, check("cw-many", fmt.Sprintf("%064x", 1000+i)))
-		if i < 12 {
-			entries = append(entries, check("cw-repeat", fmt.Sprintf("%064x", 7)))
-		}
-	}
-	if _, err := store.AppendBatch(ctx, entries); err != nil {
-		t.Fatal(err)
-	}
-	last := entries[len(entries)-1].Seq
+	after, last := manyAndRepeat(t, db, "nav-sweep") // 7 chunks
 
 	rules := broker.AnomalyRules{Window: time.Hour, MaxSubjects: 30, MaxRepeats: 10}
 	// Another replica sweeping (holding the sweep lock): nothing moves.
@@ -105,6 +113,56 @@ func TestDetectAnomaliesInChunks(t *testing.T) {
 	}
 }
 
+// TestDetectAnomaliesLockTakenBetweenChunks: when another replica takes
+// the sweep lock between two chunks, the sweep stops where its last chunk
+// ended, and the next sweep from there goes on to the end, with the
+// same reviews as one sweep that was never interrupted.
+func TestDetectAnomaliesLockTakenBetweenChunks(t *testing.T) {
+	ctx := context.Background()
+	db := openDB(t)
+	defer postgres.SetSweepChunk(7)()
+	after, last := manyAndRepeat(t, db, "nav-lock") // 7 chunks
+
+	// After the second chunk, another replica takes the lock and keeps it
+	// until this sweep has returned.
+	var other pgx.Tx
+	chunks := 0
+	restore := postgres.SetBetweenChunks(func(int64) {
+		if chunks++; chunks == 2 {
+			tx, err := db.Pool.Begin(ctx)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, postgres.SweepLock); err != nil {
+				t.Error(err)
+			}
+			other = tx
+		}
+	})
+	rules := broker.AnomalyRules{Window: time.Hour, MaxSubjects: 30, MaxRepeats: 10}
+	upTo, _, err := db.DetectAnomalies(ctx, after, rules)
+	restore()
+	if other == nil {
+		t.Fatal("the other replica never took the lock")
+	}
+	if err := other.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err != nil || upTo != after+14 {
+		t.Fatalf("with the lock taken after two chunks: up to %d, %v; want %d (two chunks of 7), nil", upTo, err, after+14)
+	}
+
+	upTo, _, err = db.DetectAnomalies(ctx, upTo, rules)
+	if err != nil || upTo != last {
+		t.Fatalf("the next sweep got to %d, %v; want the log's end %d", upTo, err, last)
+	}
+	got := reviewed(t, db, `SELECT actor || ':' || reason FROM reviews WHERE actor_agency = 'nav-lock' ORDER BY actor`)
+	if got != "[cw-many:many_subjects cw-repeat:repeated_subject]" {
+		t.Fatalf("reviews %v; want one many_subjects for cw-many and one repeated_subject for cw-repeat", got)
+	}
+}
+
 // TestDetectAnomaliesChunkBoundaries: entries on either side of a chunk
 // boundary, and the last one, are each swept once: three checks at night
 // (at seqs 7, 8 and 14 of 14, in chunks of 7) give three off-hours
@@ -126,9 +184,7 @@ func TestDetectAnomaliesChunkBoundaries(t *testing.T) {
 		if i == 6 || i == 7 || i == 13 {
 			actor, ts = fmt.Sprintf("cw-night-%d", i), night
 		}
-		entries = append(entries, &audit.Entry{TS: audit.FormatTime(ts), ActorAgency: "nav-boundary", Actor: actor,
-			Role: "caseworker", Office: "nav-boundary-1", Action: "check", Decision: audit.Allow, PolicyVersion: "test",
-			SubjectRef: fmt.Sprintf("%064x", 5000+i), Reasons: []string{}})
+		entries = append(entries, sweepCheck("nav-boundary", actor, fmt.Sprintf("%064x", 5000+i), ts))
 	}
 	if _, err := store.AppendBatch(ctx, entries); err != nil {
 		t.Fatal(err)
