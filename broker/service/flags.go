@@ -191,6 +191,11 @@ func (s *Service) IssueFlag(ctx context.Context, p *broker.Principal, req broker
 	return &FlagResult{Flag: f, Audit: e.Receipt()}, nil
 }
 
+// noSuchFlagReason is the reason of a refused read or revocation of a flag
+// that does not exist; an officer's view shows the refusal of another
+// agency's flag with it too (projectOwn).
+const noSuchFlagReason = "no_such_flag"
+
 // flagFor loads a flag for an action by its issuing agency. A flag that does
 // not exist and one the caller may not act on look the same: 404, audited.
 func (s *Service) flagFor(ctx context.Context, p *broker.Principal, id, action string) (*broker.Flag, error) {
@@ -211,7 +216,7 @@ func (s *Service) flagFor(ctx context.Context, p *broker.Principal, id, action s
 		e := s.entry(p, action, audit.Deny)
 		e.Reasons = d.Reasons
 		if f == nil {
-			e.Reasons = []string{"no_such_flag"}
+			e.Reasons = []string{noSuchFlagReason}
 		} else {
 			e.FlagIDs = []string{f.ID}
 		}

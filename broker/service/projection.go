@@ -27,7 +27,9 @@ import (
 //     emergency_flag:<id> reason reads emergency_flag:withheld), and those
 //     an entry names without having shown them (a warning's flag on an
 //     acknowledgement, a reviewed entry's flags on a verdict; a flag.read or
-//     flag.revoke keeps the id the employee asked for). The subject_ref is
+//     flag.revoke keeps the id the employee asked for when it is the
+//     agency's own flag, and a refused one of any other reads as one of a
+//     flag that does not exist). The subject_ref is
 //     withheld when it came from another agency's flag rather than from the
 //     request.
 //   - Another agency's entry (there only because it disclosed the viewer's
@@ -178,6 +180,14 @@ func (pr *projection) projectOwn(e *audit.Entry) audit.Entry {
 	v := *e
 	shownByID := e.Decision == audit.Allow && slices.Contains(disclosesByID, e.Action)
 	named := slices.Contains(namesFlag, e.Action)
+	if named && e.Decision == audit.Deny && !slices.ContainsFunc(e.FlagIDs, pr.own) {
+		// A refused read or revocation of another agency's flag reads as
+		// one of a flag that does not exist (no id is recorded for that):
+		// its id and the policy's reason would tell the officer that
+		// another agency holds a flag under that id.
+		v.FlagIDs, v.Reasons = []string{}, []string{noSuchFlagReason}
+		return v
+	}
 	v.FlagIDs = []string{}
 	foreign := false
 	for _, id := range e.FlagIDs {

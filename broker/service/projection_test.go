@@ -67,9 +67,21 @@ func TestProjectionRules(t *testing.T) {
 			Decision: "allow", FlagIDs: []string{"N", "P1"}, LegalBasis: "fvl-13b-7", Reasons: []string{"review:emergency:9", "verdict:justified"}},
 			// and their bases, which could name their sector.
 			func(v EntryView) bool { return len(v.FlagIDs) == 0 && v.LegalBasis == "" }},
-		{"own refused read names the id the employee asked for", "nav-stat", audit.Entry{ActorAgency: "nav-stat", Action: "flag.read",
-			Decision: "deny", FlagIDs: []string{"P1"}, Reasons: []string{"not_issuing_agency"}},
-			func(v EntryView) bool { return slices.Equal(v.FlagIDs, []string{"P1"}) }},
+		{"own refused read of an own flag names the id the employee asked for", "nav-stat", audit.Entry{ActorAgency: "nav-stat",
+			Action: "flag.read", Decision: "deny", FlagIDs: []string{"N"}, Reasons: []string{"role_not_permitted"}},
+			func(v EntryView) bool {
+				return slices.Equal(v.FlagIDs, []string{"N"}) && slices.Equal(v.Reasons, []string{"role_not_permitted"})
+			}},
+		{"own refused read of another agency's flag reads as one of no flag", "nav-stat", audit.Entry{ActorAgency: "nav-stat",
+			Action: "flag.read", Decision: "deny", FlagIDs: []string{"P1"}, Reasons: []string{"not_issuing_agency"}},
+			func(v EntryView) bool {
+				return len(v.FlagIDs) == 0 && slices.Equal(v.Reasons, []string{"no_such_flag"})
+			}},
+		{"own refused revocation of another agency's flag reads as one of no flag", "nav-stat", audit.Entry{ActorAgency: "nav-stat",
+			Action: "flag.revoke", Decision: "deny", FlagIDs: []string{"H"}, Reasons: []string{"role_not_permitted"}},
+			func(v EntryView) bool {
+				return len(v.FlagIDs) == 0 && slices.Equal(v.Reasons, []string{"no_such_flag"})
+			}},
 		{"own entry: a flag the broker does not know is nobody's", "nav-stat", audit.Entry{ActorAgency: "nav-stat",
 			Action: "warning.ack", Decision: "deny", FlagIDs: []string{"gone"}, SubjectRef: "refX"},
 			func(v EntryView) bool { return len(v.FlagIDs) == 0 && v.SubjectRef == "" }},
