@@ -17,9 +17,12 @@ type Delivery struct {
 	Office      string     `json:"office"`
 	DeliveredAt time.Time  `json:"delivered_at"`
 	ReadAt      *time.Time `json:"read_at"`
-	AckedAt     *time.Time `json:"acked_at"`
-	AckedBy     string     `json:"acked_by,omitempty"`
-	Webhook     *Push      `json:"webhook,omitempty"`
+	// AckedAt is when the office acknowledged it. Who did is not shown:
+	// the issuer is told the office, as the disclosure feed tells it the
+	// office and role but not the employee (the acknowledging agency's own
+	// log names them).
+	AckedAt *time.Time `json:"acked_at"`
+	Webhook *Push      `json:"webhook,omitempty"`
 }
 
 // Push is the state of a webhook push of a delivery.

@@ -140,7 +140,7 @@ func (db *DB) Warning(ctx context.Context, id string) (*broker.Warning, error) {
 		return nil, fmt.Errorf("select warning: %w", err)
 	}
 	rows, err := db.Pool.Query(ctx, `
-		SELECT d.office, d.delivered_at, d.read_at, d.acked_at, d.acked_by,
+		SELECT d.office, d.delivered_at, d.read_at, d.acked_at,
 		       p.attempts, p.last_status, p.delivered_at, p.gave_up_at, p.id IS NOT NULL
 		FROM warning_deliveries d LEFT JOIN webhook_pushes p ON p.warning_id = d.warning_id AND p.office = d.office
 		WHERE d.warning_id = $1 ORDER BY d.office`, id)
@@ -153,7 +153,7 @@ func (db *DB) Warning(ctx context.Context, id string) (*broker.Warning, error) {
 		var p broker.Push
 		var attempts *int
 		var hasPush bool
-		if err := rows.Scan(&d.Office, &d.DeliveredAt, &d.ReadAt, &d.AckedAt, &d.AckedBy,
+		if err := rows.Scan(&d.Office, &d.DeliveredAt, &d.ReadAt, &d.AckedAt,
 			&attempts, &p.LastStatus, &p.DeliveredAt, &p.GaveUpAt, &hasPush); err != nil {
 			return nil, err
 		}

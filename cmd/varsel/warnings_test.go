@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"encoding/base64"
@@ -96,14 +97,20 @@ func TestWarningsReachTheirOffices(t *testing.T) {
 		t.Fatalf("ack by a non-target office: %d", r.Status)
 	}
 	var status service.WarningResult
-	if _, err := w.liaison().JSON(ctx, "GET", "/v1/warnings/"+res.ID, nil, &status); err != nil {
+	sr, err := w.liaison().JSON(ctx, "GET", "/v1/warnings/"+res.ID, nil, &status)
+	if err != nil {
 		t.Fatal(err)
+	}
+	// The police learn which office acknowledged and when, not which of
+	// its employees: the NAV office's own log names them.
+	if bytes.Contains(sr.Body, []byte("kari")) || bytes.Contains(sr.Body, []byte("acked_by")) {
+		t.Fatalf("the status names the employee who acknowledged: %s", sr.Body)
 	}
 	got := map[string]broker.Delivery{}
 	for _, d := range status.Deliveries {
 		got[d.Office] = d
 	}
-	if g := got["nav-grorud"]; g.ReadAt == nil || g.AckedAt == nil || !g.AckedAt.Equal(*ack.AckedAt) || g.AckedBy != "kari" {
+	if g := got["nav-grorud"]; g.ReadAt == nil || g.AckedAt == nil || !g.AckedAt.Equal(*ack.AckedAt) {
 		t.Fatalf("grorud status %+v", g)
 	}
 	if a := got["nav-arstad"]; a.ReadAt == nil || a.AckedAt != nil {
