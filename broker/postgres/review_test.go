@@ -54,9 +54,9 @@ func manyAndRepeat(t *testing.T, db *postgres.DB, agency string) (after, last in
 	after = logEnd(t, db)
 	var entries []*audit.Entry
 	for i := range 35 {
-		entries = append(entries, sweepCheck(agency, "cw-many", fmt.Sprintf("%x%056x", agency[4:8], 1000+i), time.Now()))
+		entries = append(entries, sweepCheck(agency, "cw-many", fmt.Sprintf("%064x", 1000+i), time.Now()))
 		if i < 12 {
-			entries = append(entries, sweepCheck(agency, "cw-repeat", fmt.Sprintf("%x%056x", agency[4:8], 7), time.Now()))
+			entries = append(entries, sweepCheck(agency, "cw-repeat", fmt.Sprintf("%064x", 7), time.Now()))
 		}
 	}
 	if _, err := (&auditpg.Store{Pool: db.Pool}).AppendBatch(context.Background(), entries); err != nil {
