@@ -53,6 +53,10 @@ type Config struct {
 	FloorRound   time.Duration // one round of the cost floor (default 300 ms; 5 rounds per algorithm)
 	CompareTree  bool          // after the window, the same load on a broker without the audit tree (--bench-without-tree)
 	SkipVerify   bool          // do not time audit.Verify over the seeded log
+	// Self is a varsel-bench binary to run the stack reference's server
+	// from ("varsel-bench stack-server"); "" skips the reference.
+	Self          string
+	StackDuration time.Duration // each of the stack reference's two runs (default: as OPADuration)
 }
 
 func (c *Config) defaults() {
@@ -76,6 +80,9 @@ func (c *Config) defaults() {
 	}
 	if c.OPADuration == 0 {
 		c.OPADuration = min(c.Duration, 15*time.Second)
+	}
+	if c.StackDuration == 0 {
+		c.StackDuration = min(c.Duration, 15*time.Second)
 	}
 	if c.Alg == "" {
 		c.Alg = "ES256"
@@ -136,6 +143,10 @@ type Result struct {
 	OPACPU        CPUShare           `json:"opa_cpu"`
 
 	Wrk *WrkResult `json:"wrk,omitempty"`
+
+	// Stack is the stack reference: echo alone, and echo with the
+	// signature, driven as the broker was.
+	Stack *StackReference `json:"stack,omitempty"`
 
 	WithoutTree *TreeComparison `json:"without_tree,omitempty"`
 	Verify      *VerifyRun      `json:"verify,omitempty"`
@@ -239,6 +250,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	b.stop()
 
+	if cfg.Self != "" {
+		if err := stackReference(ctx, cfg, w, res, logf); err != nil {
+			return nil, err
+		}
+	}
 	if err := ceiling(ctx, dbURL, cfg, res, logf); err != nil {
 		return nil, err
 	}
@@ -355,6 +371,7 @@ type world struct {
 	unflagged  []string
 	flagMeta   [][]map[string]any // for the OPA reference: flags per flagged person
 	subjects   *broker.SubjectHasher
+	keys       []stackKey // the agencies' public keys, for the stack reference
 }
 
 type employee struct {

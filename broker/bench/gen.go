@@ -68,6 +68,10 @@ type generator struct {
 	// okMarker: a 200 answer counts as "ok" only when its body holds it
 	// (nil: every 200); hitMarker is counted separately (precautions).
 	okMarker, hitMarker []byte
+	// rate, when above 0, paces the requests to that many a second in
+	// all (each connection sends its share on a fixed schedule, at once
+	// when it is behind); 0 sends as fast as the answers come.
+	rate float64
 }
 
 type genConn struct {
@@ -113,7 +117,16 @@ func (g *generator) run(ctx context.Context, pool *requestPool, d time.Duration,
 			var ok, answered, hits int64
 			errs := map[string]int64{}
 			body := make([]byte, 0, 4096)
-			for !stop.Load() {
+			for k := 0; !stop.Load(); k++ {
+				if g.rate > 0 {
+					due := start.Add(time.Duration(float64(k*len(g.conns)+i) / g.rate * float64(time.Second)))
+					if wait := time.Until(due); wait > 0 {
+						time.Sleep(wait)
+					}
+					if stop.Load() { // the window closed while this one waited
+						break
+					}
+				}
 				req := pool.take()
 				if req == nil {
 					drained.CompareAndSwap(0, int64(time.Since(start)))

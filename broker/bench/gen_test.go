@@ -63,6 +63,26 @@ func TestGenerator(t *testing.T) {
 	}
 }
 
+// TestGeneratorPaced: a paced generator sends no request before its turn
+// (at most rate × elapsed, plus one a connection), where an unpaced one
+// sends as fast as the server answers.
+func TestGeneratorPaced(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		io.WriteString(w, `{"result":"clear"}`)
+	}))
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	pool := &requestPool{reqs: [][]byte{rawRequest(host, "/v1/checks", "tok", []byte("x"))}, cycle: true}
+	g := newGenerator(host, 4)
+	defer g.close()
+	g.rate = 100
+	ph := g.run(context.Background(), pool, 500*time.Millisecond, nil)
+	if limit := int64(g.rate*ph.Elapsed.Seconds()) + 4; ph.Requests == 0 || ph.Requests > limit || ph.OK != ph.Requests {
+		t.Fatalf("paced to 100/s: %d requests (%d ok) in %s, at most %d allowed", ph.Requests, ph.OK, ph.Elapsed, limit)
+	}
+}
+
 func TestWrkFiles(t *testing.T) {
 	prefix := filepath.Join(t.TempDir(), "reqs")
 	reqs := [][]byte{[]byte("a\r\n\r\n"), []byte("bb"), []byte("ccc\n")}

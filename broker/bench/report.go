@@ -51,6 +51,10 @@ func Summary(r *Result) string {
 			fmt.Fprintf(&b, "OPA CPU ms/dec: %s\n", cpuText(r.OPACPU, "opa"))
 		}
 	}
+	if st := r.Stack; st != nil && st.Bare != nil && st.Signed != nil {
+		fmt.Fprintf(&b, "stack:          paced to the broker's rate: echo alone %.0f requests/s, %.3f CPU ms per request (%.2f × P-256 verify); echo and the signature %.0f/s, %.3f ms (%.2f ×); errors %s, %s\n",
+			st.Bare.RPS, st.Bare.CPU.ServerMs, st.Bare.FloorRatio, st.Signed.RPS, st.Signed.CPU.ServerMs, st.Signed.FloorRatio, errorsText(st.Bare.Errors), errorsText(st.Signed.Errors))
+	}
 	if w := r.Wrk; w != nil {
 		fmt.Fprintf(&b, "wrk checks/s:   %.0f  (%d requests, %d ok, %d pre-signed), p50 %.2f p99 %.2f max %.2f ms, errors %s\n",
 			w.Broker.RPS, w.Broker.Requests, w.Broker.OK, w.Broker.PreSigned, w.Broker.Latency["p50"], w.Broker.Latency["p99"], w.Broker.Latency["max"], errorsText(w.Broker.Errors))
@@ -159,6 +163,20 @@ func UpdateMarkdown(path, name string, r *Result) error {
 	row(opa, "%.0f decisions/s, p99 %.2f ms → ratio **%.2f**", r.OPARate, r.OPALatencyP99, r.OPARatio)
 	if r.OPACPU.MachineCPUs > 0 {
 		row("CPU ms per OPA decision", "%s", cpuText(r.OPACPU, "opa"))
+	}
+	if st := r.Stack; st != nil && st.Bare != nil && st.Signed != nil {
+		for _, x := range []struct {
+			label string
+			run   *StackRun
+		}{{"stack reference: echo alone (fixed answer of the broker's size, same generator and connections, paced to the broker's rate above)", st.Bare},
+			{"stack reference: echo and the signature (the broker's signature check, nothing else)", st.Signed}} {
+			row(x.label, "%.0f requests/s, p99 %.2f ms, errors %s; server CPU **%.3f ms per request = %.2f × one P-256 verification**; CPU ms per request: %s",
+				x.run.RPS, x.run.Latency["p99"], errorsText(x.run.Errors), x.run.CPU.ServerMs, x.run.FloorRatio, cpuText(x.run.CPU, "server"))
+		}
+		if r.CPUPerRequest > 0 {
+			row("the broker beyond the stack reference", "%.0f µs of broker CPU per check more than echo and the signature (%.2f × one P-256 verification)",
+				(r.CPUPerRequest-st.Signed.CPU.ServerMs)*1000, r.FloorRatio-st.Signed.FloorRatio)
+		}
 	}
 	if w := r.Wrk; w != nil {
 		label := "wrk (same broker, after the window above)"

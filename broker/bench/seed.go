@@ -88,6 +88,9 @@ func seed(ctx context.Context, dbURL string, cfg Config, logf func(string, ...an
 		if err := db.CreateAgency(ctx, &broker.Agency{ID: a.id, Kind: a.kind, Name: a.id, Offices: a.offices}, ks, e); err != nil {
 			return nil, err
 		}
+		for _, k := range ks {
+			w.keys = append(w.keys, stackKey{KID: k.KID, Alg: k.Alg, JWK: k.JWK})
+		}
 		s, err := client.NewSigner(a.id, priv)
 		if err != nil {
 			return nil, err

@@ -33,6 +33,8 @@ func main() {
 
 const help = `Usage: varsel-bench [flags]
        varsel-bench faults [flags]   (the fault harness: varsel-bench faults --help)
+       varsel-bench stack-server --listen ADDR --keys FILE [--verify]
+                                     (the stack reference's server; the tool starts it)
 
 varsel-bench load-tests the Varsel broker end to end. It creates a fresh
 database on a PostgreSQL server, seeds it with flags and audit entries, starts
@@ -45,9 +47,13 @@ generator, the broker and PostgreSQL (and what other processes used), the
 broker's peak RSS, and whether every answer was audited, next to references
 measured in the same run on the same machine: the cost floor (the CPU of one
 bare P-256 ECDSA and one Ed25519 verification on one core), the audit writer
-alone (the group-commit ceiling) and a stock OPA server evaluating the same
-policy over loopback HTTP, driven by the same generator with the same
-connections. With --wrk it also drives the broker and the OPA server with
+alone (the group-commit ceiling), a stock OPA server evaluating the same
+policy over loopback HTTP, and the stack reference: an echo server (a
+process of its own) that answers POST /v1/checks with a fixed answer of the
+broker's size, first at once and then after verifying the token's signature
+with the broker's own code, so that the report shows what HTTP and the
+signature cost with none of Varsel's work around them. Each reference is
+driven by the same generator with the same connections. With --wrk it also drives the broker and the OPA server with
 wrk (a C load generator; deploy/wrk.sh installs Debian's package as root)
 fed pre-signed requests by a Lua script, and reports both. With
 --compare-tree it restarts the broker on the same database without the
@@ -84,6 +90,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	if len(args) > 0 && args[0] == "faults" {
 		return runFaults(ctx, args[1:], stdout, stderr, getenv)
 	}
+	if len(args) > 0 && args[0] == "stack-server" {
+		return runStackServer(ctx, args[1:], stdout)
+	}
 	fs := flag.NewFlagSet("varsel-bench", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	varselBin := fs.String("varsel", "", "the varsel binary to run as the broker (default: varsel next to this executable)")
@@ -95,6 +104,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	warm := fs.Duration("warmup", 3*time.Second, "unmeasured load before it")
 	opaDur := fs.Duration("opa-duration", 0, "how long to drive the stock OPA server (default min(duration, 15s))")
 	skipOPA := fs.Bool("skip-opa", false, "do not run the stock OPA reference")
+	skipStack := fs.Bool("skip-stack", false, "do not run the stack reference (echo alone, and echo with the signature)")
+	stackDur := fs.Duration("stack-duration", 0, "how long to drive each run of the stack reference (default min(duration, 15s))")
 	alg := fs.String("alg", "ES256", "the agencies' signing algorithm: ES256 or EdDSA")
 	out := fs.String("out", "bench-result.json", "JSON result file")
 	md := fs.String("markdown", "", "update the load section of this Markdown file (e.g. docs/performance.md)")
@@ -142,7 +153,13 @@ pprof on ADDR during the run.
 		}
 		*server = u
 	}
-	cfg := bench.Config{Command: strings.TrimSpace("varsel-bench " + strings.Join(args, " ")), ServerURL: *server, Binary: binary,
+	self := ""
+	if !*skipStack {
+		if self, err = os.Executable(); err != nil {
+			return fmt.Errorf("the stack reference runs this executable: %w", err)
+		}
+	}
+	cfg := bench.Config{Self: self, StackDuration: *stackDur, Command: strings.TrimSpace("varsel-bench " + strings.Join(args, " ")), ServerURL: *server, Binary: binary,
 		RepoDir: schematest.RepoRoot(), Flags: *flags, Entries: *entries, Connections: *conns, Duration: *dur, Warmup: *warm,
 		OPADuration: *opaDur, SkipOPA: *skipOPA, Alg: *alg, Out: *out, Log: stderr, Tokens: *tokens, Wrk: *wrk,
 		CompareTree: *compareTree, SkipVerify: *skipVerify, KeepDB: *keepDB}
@@ -232,4 +249,28 @@ func render(path, md, section string, stdout io.Writer) error {
 		return bench.UpdateMarkdown(md, section, &res)
 	}
 	return nil
+}
+
+// runStackServer is "varsel-bench stack-server": the stack reference's
+// server, which the tool runs as a process of its own so that its CPU is
+// measured apart from the generator's.
+func runStackServer(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("varsel-bench stack-server", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	listen := fs.String("listen", "127.0.0.1:0", "address to listen on")
+	keys := fs.String("keys", "", "the agencies' public keys (JSON, written by varsel-bench)")
+	verify := fs.Bool("verify", false, "verify each request's token signature before answering")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, "Usage: varsel-bench stack-server --listen ADDR --keys FILE [--verify]\n\nThe stack reference's server, started by varsel-bench itself: see varsel-bench --help.\n\nFlags:\n")
+			fs.SetOutput(stdout)
+			fs.PrintDefaults()
+			return nil
+		}
+		return err
+	}
+	if *keys == "" {
+		return errors.New("stack-server: --keys is required")
+	}
+	return bench.ServeStack(ctx, *listen, *keys, *verify, stdout)
 }

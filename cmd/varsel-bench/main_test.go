@@ -14,6 +14,20 @@ import (
 	"varsel/broker/bench"
 )
 
+// TestMain lets the test binary stand in for varsel-bench when a run in
+// this process starts the stack reference's server (os.Executable is the
+// test binary here).
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == "stack-server" {
+		if err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr, os.Getenv); err != nil {
+			os.Stderr.WriteString(err.Error() + "\n")
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
 // benchCLI runs the command in-process with the given environment.
 func benchCLI(t *testing.T, env map[string]string, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
@@ -145,6 +159,12 @@ func TestShortRun(t *testing.T) {
 	}
 	if !strings.Contains(out, "tree cost:") || !strings.Contains(out, "audit verify:") {
 		t.Errorf("summary:\n%s", out)
+	}
+	// The stack reference ran both ways and every request was answered.
+	if st := res.Stack; st == nil || st.Bare == nil || st.Signed == nil || st.Bare.Verify || !st.Signed.Verify ||
+		st.Bare.OK == 0 || st.Signed.OK == 0 || len(st.Bare.Errors)+len(st.Signed.Errors) > 0 ||
+		st.Signed.CPU.ServerMs <= 0 || st.Signed.FloorRatio <= 0 || !strings.Contains(out, "stack:          paced to the broker's rate: echo alone") {
+		t.Errorf("stack reference: %+v\nsummary:\n%s\nlog:\n%s", st, out, log)
 	}
 	// Every answer of both windows was audited.
 	if !res.AllAudited {

@@ -1,0 +1,240 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/labstack/echo/v4"
+
+	"varsel/broker/auth"
+)
+
+// The stack reference: how much CPU a request costs in an HTTP server
+// built like the broker (echo on net/http, HTTP/1.1 keep-alive, the same
+// requests from the same generator) that does none of the broker's work.
+// Run twice: answering at once ("echo alone"), and after the one thing
+// no check can do without, the token's signature verified by the
+// broker's own code ("echo and the signature"). What the broker spends
+// per check beyond the second is everything Varsel adds: the token's
+// claims and replay check, the body, the flag lookup, the policy, the
+// audit entry and its group commit, the checkpointer.
+
+// StackReference is the stack reference's two runs.
+type StackReference struct {
+	Bare   *StackRun `json:"echo"`
+	Signed *StackRun `json:"echo_and_signature"`
+}
+
+// StackRun is one run of the stack reference.
+type StackRun struct {
+	Verify     bool               `json:"verify_signature"`
+	Paced      float64            `json:"paced_requests_per_second"` // the broker's window rate
+	Requests   int64              `json:"requests"`
+	OK         int64              `json:"ok"`
+	RPS        float64            `json:"requests_per_second"`
+	Latency    map[string]float64 `json:"latency_ms"`
+	Errors     map[string]int64   `json:"errors,omitempty"`
+	CPU        CPUShare           `json:"cpu"`
+	FloorRatio float64            `json:"server_cpu_per_request_over_p256_verify"`
+}
+
+// stackAnswer is what the reference answers: the size and shape of the
+// broker's answer to a check of a person without flags.
+var stackAnswer = []byte(`{"check_id":"chk-10654321","result":"clear","flags":[],"emergency":false,` +
+	`"policy_version":"3f0c5e1d2b7a9c8e4f6d1a0b2c3d4e5f","audit":{"seq":10654321,` +
+	`"hash":"9b1d0c6e3f2a4b5c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c","leaf_index":10654320,"tree_size":10654321}}`)
+
+// stackKey is an agency's public key as the reference server is given it.
+type stackKey struct {
+	KID string          `json:"kid"`
+	Alg string          `json:"alg"`
+	JWK json.RawMessage `json:"jwk"`
+}
+
+// StackServer is the reference server's handler set: POST /v1/checks
+// reads the body and, when verify is set, checks the bearer token's
+// signature with the key its kid names (401 when it fails), then answers
+// stackAnswer.
+func StackServer(keys []byte, verify bool) (http.Handler, error) {
+	var ks []stackKey
+	if err := json.Unmarshal(keys, &ks); err != nil {
+		return nil, fmt.Errorf("keys: %w", err)
+	}
+	byKID := map[string]*jose.JSONWebKey{}
+	algs := map[string]string{}
+	for _, k := range ks {
+		var jwk jose.JSONWebKey
+		if err := jwk.UnmarshalJSON(k.JWK); err != nil {
+			return nil, fmt.Errorf("key %q: %w", k.KID, err)
+		}
+		byKID[k.KID], algs[k.KID] = &jwk, k.Alg
+	}
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.POST("/v1/checks", func(c echo.Context) error {
+		if _, err := io.Copy(io.Discard, io.LimitReader(c.Request().Body, 1<<16)); err != nil {
+			return c.NoContent(http.StatusBadRequest)
+		}
+		if verify {
+			tok, ok := strings.CutPrefix(c.Request().Header.Get("Authorization"), "Bearer ")
+			if !ok || !stackVerify(tok, byKID, algs) {
+				return c.NoContent(http.StatusUnauthorized)
+			}
+		}
+		return c.JSONBlob(http.StatusOK, stackAnswer)
+	})
+	return e, nil
+}
+
+// stackVerify checks a compact JWS's signature: the kid from its header,
+// then auth.SignatureValid over the signing input.
+func stackVerify(tok string, keys map[string]*jose.JSONWebKey, algs map[string]string) bool {
+	h, rest, ok := strings.Cut(tok, ".")
+	if !ok {
+		return false
+	}
+	payload, sig, ok := strings.Cut(rest, ".")
+	if !ok {
+		return false
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(h)
+	if err != nil {
+		return false
+	}
+	var hdr struct {
+		Alg string `json:"alg"`
+		Kid string `json:"kid"`
+	}
+	if json.Unmarshal(raw, &hdr) != nil {
+		return false
+	}
+	key := keys[hdr.Kid]
+	if key == nil || algs[hdr.Kid] != hdr.Alg {
+		return false
+	}
+	return auth.SignatureValid(key, hdr.Alg, tok[:len(h)+1+len(payload)], sig)
+}
+
+// ServeStack runs the reference server on listen until ctx ends, printing
+// "listening ADDR" on out once it accepts connections.
+func ServeStack(ctx context.Context, listen, keysFile string, verify bool, out io.Writer) error {
+	keys, err := os.ReadFile(keysFile)
+	if err != nil {
+		return err
+	}
+	h, err := StackServer(keys, verify)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		_ = srv.Close()
+	}()
+	fmt.Fprintf(out, "listening %s\n", ln.Addr())
+	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// stackReference runs the reference server (self, a varsel-bench binary,
+// as "varsel-bench stack-server", a process of its own) twice, without
+// and with the signature, and drives each with the same generator and
+// connections as the broker, paced to the broker's rate in its window, so
+// that the CPU per request is taken at the same load (a faster server on
+// a machine that is busier would pay more for every part of a request).
+func stackReference(ctx context.Context, cfg Config, w *world, res *Result, logf func(string, ...any)) error {
+	dir, err := os.MkdirTemp("", "varsel-bench-stack")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	keysFile := filepath.Join(dir, "keys.json")
+	data, err := json.Marshal(w.keys)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(keysFile, data, 0o600); err != nil {
+		return err
+	}
+	res.Stack = &StackReference{}
+	for _, verify := range []bool{false, true} {
+		run, err := stackRun(ctx, cfg, w, keysFile, verify, res.RPS)
+		if err != nil {
+			return err
+		}
+		if res.Floor.P256VerifyUs > 0 {
+			run.FloorRatio = run.CPU.ServerMs * 1000 / res.Floor.P256VerifyUs
+		}
+		name := "echo alone"
+		if verify {
+			name, res.Stack.Signed = "echo and the signature", run
+		} else {
+			res.Stack.Bare = run
+		}
+		logf("stack reference (%s, paced to %.0f/s): %.0f requests/s, p99 %.2f ms, errors %s; CPU ms per request: generator %.3f, server %.3f (%.2f × one P-256 verification)",
+			name, run.Paced, run.RPS, run.Latency["p99"], errorsText(run.Errors), run.CPU.GeneratorMs, run.CPU.ServerMs, run.FloorRatio)
+	}
+	return nil
+}
+
+func stackRun(ctx context.Context, cfg Config, w *world, keysFile string, verify bool, rate float64) (*StackRun, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	args := []string{"stack-server", "--listen", "127.0.0.1:0", "--keys", keysFile}
+	if verify {
+		args = append(args, "--verify")
+	}
+	cmd := exec.CommandContext(ctx, cfg.Self, args...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start the stack reference: %w", err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	addr, ok := strings.CutPrefix(strings.TrimSpace(line), "listening ")
+	if err != nil || !ok {
+		return nil, fmt.Errorf("the stack reference did not start: %q %v", line, err)
+	}
+
+	g := newGenerator(addr, cfg.Connections)
+	g.okMarker = []byte(`"result":"clear"`)
+	defer g.close()
+	reqs, err := presign(ctx, w, addr, 10_000, cfg.FlaggedShare, 3)
+	if err != nil {
+		return nil, err
+	}
+	pool := &requestPool{reqs: reqs, cycle: true}
+	if wp := g.run(ctx, pool, time.Second, nil); wp.OK == 0 {
+		return nil, fmt.Errorf("stack reference: no request answered in the warm-up (%s)", errorsText(wp.Errors))
+	}
+	meter := cpuMeter{serverPID: cmd.Process.Pid}
+	c0 := meter.read()
+	g.rate = rate
+	ph := g.run(ctx, pool, cfg.StackDuration, nil)
+	c1 := meter.read()
+	return &StackRun{Verify: verify, Paced: rate, Requests: ph.Requests, OK: ph.OK, RPS: float64(ph.Requests) / ph.Elapsed.Seconds(),
+		Latency: percentiles(ph.Latency), Errors: ph.Errors, CPU: share(c0, c1, ph.Requests, false)}, nil
+}
