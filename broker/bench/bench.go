@@ -43,6 +43,7 @@ type Config struct {
 	FlaggedShare float64       // share of checks on flagged people (default 0.1)
 	OPADuration  time.Duration // the OPA reference's run (default min(Duration, 15 s)); 0 with SkipOPA
 	SkipOPA      bool
+	SkipPaced    bool          // no paced runs of the broker after its window
 	Alg          string        // the agencies' key algorithm: ES256 (default) or EdDSA
 	Out          string        // JSON result file ("" for none)
 	Command      string        // how the run was started, for the report
@@ -56,7 +57,7 @@ type Config struct {
 	// Self is a varsel-bench binary to run the stack reference's server
 	// from ("varsel-bench stack-server"); "" skips the reference.
 	Self          string
-	StackDuration time.Duration // each of the stack reference's two runs (default: as OPADuration)
+	StackDuration time.Duration // each of the stack reference's two runs and of the broker's paced runs (default min(Duration, 15 s))
 }
 
 func (c *Config) defaults() {
@@ -147,6 +148,8 @@ type Result struct {
 	// Stack is the stack reference: echo alone, and echo with the
 	// signature, driven as the broker was.
 	Stack *StackReference `json:"stack,omitempty"`
+	// Paced is the broker driven again below its window's rate.
+	Paced []*PacedRun `json:"paced,omitempty"`
 
 	WithoutTree *TreeComparison `json:"without_tree,omitempty"`
 	Verify      *VerifyRun      `json:"verify,omitempty"`
@@ -220,6 +223,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	if res.Floor.P256VerifyUs > 0 {
 		res.FloorRatio = res.CPUPerRequest * 1000 / res.Floor.P256VerifyUs
+	}
+	if !cfg.SkipPaced {
+		if err := pacedBroker(ctx, cfg, w, b, pgPID, res, logf); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.CompareTree {
 		// Right after the window: the same load on the same database,

@@ -366,3 +366,57 @@ func opaReference(ctx context.Context, cfg Config, w *world, o *opaServer, res *
 		res.OPADecisions, ph.Elapsed.Seconds(), res.OPARate, res.OPALatencyP99, res.OPARatio, res.OPACPU.GeneratorMs, res.OPACPU.ServerMs)
 	return nil
 }
+
+// pacedShares are the shares of the window's rate at which the broker is
+// driven again, paced, for the latency a caller sees when the broker is
+// not the bottleneck.
+var pacedShares = []float64{0.5, 0.8}
+
+// PacedRun is the broker driven, with the same connections, at a share of
+// the rate it made in its window.
+type PacedRun struct {
+	Share     float64            `json:"share_of_window_rate"`
+	Paced     float64            `json:"paced_requests_per_second"`
+	Requests  int64              `json:"requests"`
+	OK        int64              `json:"ok"`
+	RPS       float64            `json:"requests_per_second"`
+	Latency   map[string]float64 `json:"latency_ms"`
+	Errors    map[string]int64   `json:"errors,omitempty"`
+	WindowCut bool               `json:"window_cut_short,omitempty"`
+	CPU       CPUShare           `json:"cpu"`
+}
+
+// pacedBroker drives b at each of pacedShares of the window's rate for
+// cfg.StackDuration, after a second's paced warm-up, from requests signed
+// before each run.
+func pacedBroker(ctx context.Context, cfg Config, w *world, b *brokerProc, pgPID int, res *Result, logf func(string, ...any)) error {
+	host := strings.TrimPrefix(b.url, "http://")
+	for i, frac := range pacedShares {
+		rate := frac * res.RPS
+		if rate < 1 {
+			continue
+		}
+		warmN := int(rate) + cfg.Connections
+		n := warmN + int(rate*cfg.StackDuration.Seconds()) + 2*cfg.Connections
+		reqs, err := presign(ctx, w, host, n, cfg.FlaggedShare, uint64(10+i))
+		if err != nil {
+			return err
+		}
+		g := newGenerator(host, cfg.Connections)
+		g.hitMarker = []byte(`"result":"precautions"`)
+		g.rate = rate
+		wp := g.run(ctx, &requestPool{reqs: reqs[:warmN]}, time.Second, nil)
+		meter := cpuMeter{serverPID: b.cmd.Process.Pid, pgPID: pgPID}
+		c0 := meter.read()
+		ph := g.run(ctx, &requestPool{reqs: reqs[warmN:]}, cfg.StackDuration, nil)
+		c1 := meter.read()
+		g.close()
+		res.Answered += wp.Answered + ph.Answered // audited too
+		p := &PacedRun{Share: frac, Paced: rate, Requests: ph.Requests, OK: ph.OK, RPS: float64(ph.Requests) / ph.Elapsed.Seconds(),
+			Latency: percentiles(ph.Latency), Errors: ph.Errors, WindowCut: ph.Drained, CPU: share(c0, c1, ph.Requests, pgPID > 0)}
+		res.Paced = append(res.Paced, p)
+		logf("the broker paced to %.0f %% of its rate (%.0f/s): %.0f checks/s, p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, errors %s; CPU ms per check: generator %.3f, broker %.3f, postgres %.3f",
+			frac*100, rate, p.RPS, p.Latency["p50"], p.Latency["p90"], p.Latency["p99"], errorsText(p.Errors), p.CPU.GeneratorMs, p.CPU.ServerMs, p.CPU.PostgresMs)
+	}
+	return nil
+}

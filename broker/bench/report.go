@@ -33,6 +33,10 @@ func Summary(r *Result) string {
 	if v := r.Verify; v != nil {
 		fmt.Fprintf(&b, "audit verify:   %.0f entries/s (%d entries in %.2f s, tree root = the stored one: %v)\n", v.Rate, v.Entries, v.Seconds, v.RootMatches)
 	}
+	for _, p := range r.Paced {
+		fmt.Fprintf(&b, "paced %2.0f %%:     %.0f checks/s (paced to %.0f/s), p50 %.2f p90 %.2f p99 %.2f max %.2f ms, errors %s%s; CPU ms/check: %s\n",
+			p.Share*100, p.RPS, p.Paced, p.Latency["p50"], p.Latency["p90"], p.Latency["p99"], p.Latency["max"], errorsText(p.Errors), pacedCut(p), cpuText(p.CPU, "broker"))
+	}
 	if c := r.WithoutTree; c != nil {
 		fmt.Fprintf(&b, "without tree:   %.0f checks/s (%d requests, %d ok), p50 %.2f p99 %.2f max %.2f ms, errors %s\n",
 			c.RPS, c.Requests, c.OK, c.Latency["p50"], c.Latency["p99"], c.Latency["max"], errorsText(c.Errors))
@@ -64,6 +68,14 @@ func Summary(r *Result) string {
 		}
 	}
 	return b.String()
+}
+
+// pacedCut says when a paced run's requests ran out before its end.
+func pacedCut(p *PacedRun) string {
+	if p.WindowCut {
+		return " (the pre-signed requests ran out early)"
+	}
+	return ""
 }
 
 func measured(r *Result) string {
@@ -135,6 +147,11 @@ func UpdateMarkdown(path, name string, r *Result) error {
 			r.Floor.P256VerifyUs, r.Floor.Ed25519VerifyUs, r.FloorRatio, algOr(r.Alg), sig, r.CPUPerRequest*1000*(1-sig/100))
 	}
 	row("broker peak RSS", "**%.0f MiB**", r.PeakRSSMiB)
+	for _, p := range r.Paced {
+		row(fmt.Sprintf("the same broker paced to %.0f %% of that rate (same generator and connections, right after the window)", p.Share*100),
+			"%.0f checks/s, p50 / p90 / p99 / max %.2f / %.2f / **%.2f** / %.2f ms, errors %s%s; CPU ms per check: %s",
+			p.RPS, p.Latency["p50"], p.Latency["p90"], p.Latency["p99"], p.Latency["max"], errorsText(p.Errors), pacedCut(p), cpuText(p.CPU, "broker"))
+	}
 	if c := r.WithoutTree; c != nil {
 		row("without the audit tree (broker restarted on the same database with `--bench-without-tree`, right after the window above; same load)",
 			"**%.0f** checks/s (%d requests, %d answered 200, %d pre-signed), p50 / p90 / p99 / max %.2f / %.2f / **%.2f** / %.2f ms, errors %s; %s",

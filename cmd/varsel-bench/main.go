@@ -53,7 +53,10 @@ process of its own) that answers POST /v1/checks with a fixed answer of the
 broker's size, first at once and then after verifying the token's signature
 with the broker's own code, so that the report shows what HTTP and the
 signature cost with none of Varsel's work around them. Each reference is
-driven by the same generator with the same connections. With --wrk it also drives the broker and the OPA server with
+driven by the same generator with the same connections. Right after its
+window the broker is driven again, paced to 50 % and then 80 % of the rate
+it made (--stack-duration each), for the latency a caller sees when the
+broker is not saturated. With --wrk it also drives the broker and the OPA server with
 wrk (a C load generator; deploy/wrk.sh installs Debian's package as root)
 fed pre-signed requests by a Lua script, and reports both. With
 --compare-tree it restarts the broker on the same database without the
@@ -105,7 +108,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	opaDur := fs.Duration("opa-duration", 0, "how long to drive the stock OPA server (default min(duration, 15s))")
 	skipOPA := fs.Bool("skip-opa", false, "do not run the stock OPA reference")
 	skipStack := fs.Bool("skip-stack", false, "do not run the stack reference (echo alone, and echo with the signature)")
-	stackDur := fs.Duration("stack-duration", 0, "how long to drive each run of the stack reference (default min(duration, 15s))")
+	skipPaced := fs.Bool("skip-paced", false, "do not drive the broker again at 50 % and 80 % of its window's rate (the latency below saturation)")
+	stackDur := fs.Duration("stack-duration", 0, "how long to drive each paced run: the broker's and the stack reference's (default min(duration, 15s))")
 	alg := fs.String("alg", "ES256", "the agencies' signing algorithm: ES256 or EdDSA")
 	out := fs.String("out", "bench-result.json", "JSON result file")
 	md := fs.String("markdown", "", "update the load section of this Markdown file (e.g. docs/performance.md)")
@@ -162,7 +166,7 @@ pprof on ADDR during the run.
 	cfg := bench.Config{Self: self, StackDuration: *stackDur, Command: strings.TrimSpace("varsel-bench " + strings.Join(args, " ")), ServerURL: *server, Binary: binary,
 		RepoDir: schematest.RepoRoot(), Flags: *flags, Entries: *entries, Connections: *conns, Duration: *dur, Warmup: *warm,
 		OPADuration: *opaDur, SkipOPA: *skipOPA, Alg: *alg, Out: *out, Log: stderr, Tokens: *tokens, Wrk: *wrk,
-		CompareTree: *compareTree, SkipVerify: *skipVerify, KeepDB: *keepDB}
+		CompareTree: *compareTree, SkipVerify: *skipVerify, SkipPaced: *skipPaced, KeepDB: *keepDB}
 	res, err := bench.Run(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("bench: %w", err)

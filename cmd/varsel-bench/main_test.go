@@ -166,6 +166,16 @@ func TestShortRun(t *testing.T) {
 		st.Signed.CPU.ServerMs <= 0 || st.Signed.FloorRatio <= 0 || !strings.Contains(out, "stack:          paced to the broker's rate: echo alone") {
 		t.Errorf("stack reference: %+v\nsummary:\n%s\nlog:\n%s", st, out, log)
 	}
+	// The broker was driven again at half and four fifths of its rate,
+	// and the paced generator kept below that rate.
+	if len(res.Paced) != 2 || !strings.Contains(out, "paced 50 %:") || !strings.Contains(out, "paced 80 %:") {
+		t.Errorf("paced runs: %+v\nsummary:\n%s", res.Paced, out)
+	}
+	for _, p := range res.Paced {
+		if p.OK == 0 || p.OK != p.Requests || len(p.Errors) > 0 || p.Latency["p99"] <= 0 || p.RPS > p.Paced*1.1+float64(res.Connections) {
+			t.Errorf("paced to %.0f/s: %+v", p.Paced, p)
+		}
+	}
 	// Every answer of both windows was audited.
 	if !res.AllAudited {
 		t.Errorf("not every answer audited: %d entries for %d answers", res.Audited, res.Answered)
