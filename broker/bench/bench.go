@@ -224,11 +224,6 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if res.Floor.P256VerifyUs > 0 {
 		res.FloorRatio = res.CPUPerRequest * 1000 / res.Floor.P256VerifyUs
 	}
-	if !cfg.SkipPaced {
-		if err := pacedBroker(ctx, cfg, w, b, pgPID, res, logf); err != nil {
-			return nil, err
-		}
-	}
 	if cfg.CompareTree {
 		// Right after the window: the same load on the same database,
 		// the broker restarted without the tree; then (for wrk) with it
@@ -237,7 +232,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		if err := compareTree(ctx, cfg, w, dbURL, pgPID, left, res, logf); err != nil {
 			return nil, err
 		}
-		if wrkBin != "" {
+		if wrkBin != "" || !cfg.SkipPaced {
 			if b, err = startBroker(ctx, cfg.Binary, dbURL, w.keyDir, "127.0.0.1:0", cfg.Connections, false); err != nil {
 				return nil, err
 			}
@@ -253,6 +248,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		defer os.RemoveAll(tmp)
 		res.Wrk = &WrkResult{Binary: wrkBin, Threads: wrkThreads()}
 		if err := wrkBroker(ctx, cfg, w, b, pgPID, wrkBin, tmp, res, logf); err != nil {
+			return nil, err
+		}
+	}
+	// Last on the broker, so that the windows above stay back to back.
+	if !cfg.SkipPaced {
+		if err := pacedBroker(ctx, cfg, w, b, pgPID, res, logf); err != nil {
 			return nil, err
 		}
 	}

@@ -70,7 +70,8 @@ type generator struct {
 	okMarker, hitMarker []byte
 	// rate, when above 0, paces the requests to that many a second in
 	// all (each connection sends its share on a fixed schedule, at once
-	// when it is behind); 0 sends as fast as the answers come.
+	// when it is behind, and a request's latency is taken from when it
+	// was due); 0 sends as fast as the answers come.
 	rate float64
 }
 
@@ -101,7 +102,8 @@ type phase struct {
 func (g *generator) run(ctx context.Context, pool *requestPool, d time.Duration, tick func(time.Duration, int64)) *phase {
 	var (
 		stop     atomic.Bool
-		drained  atomic.Int64 // ns after start when the pool ran dry
+		stopped  = make(chan struct{}) // closed with stop set: wakes paced waits
+		drained  atomic.Int64          // ns after start when the pool ran dry
 		requests atomic.Int64
 		mu       sync.Mutex
 		ph       = &phase{Errors: map[string]int64{}}
@@ -117,24 +119,44 @@ func (g *generator) run(ctx context.Context, pool *requestPool, d time.Duration,
 			var ok, answered, hits int64
 			errs := map[string]int64{}
 			body := make([]byte, 0, 4096)
+			var timer *time.Timer
+			if g.rate > 0 {
+				timer = time.NewTimer(time.Hour)
+				defer timer.Stop()
+			}
 			for k := 0; !stop.Load(); k++ {
+				var due time.Time
 				if g.rate > 0 {
-					due := start.Add(time.Duration(float64(k*len(g.conns)+i) / g.rate * float64(time.Second)))
+					due = start.Add(time.Duration(float64(k*len(g.conns)+i) / g.rate * float64(time.Second)))
 					if wait := time.Until(due); wait > 0 {
-						time.Sleep(wait)
+						timer.Reset(wait)
+						select {
+						case <-timer.C:
+						case <-stopped:
+						case <-ctx.Done():
+						}
 					}
-					if stop.Load() { // the window closed while this one waited
+					if stop.Load() || ctx.Err() != nil { // the window closed while this one waited
 						break
 					}
 				}
 				req := pool.take()
 				if req == nil {
 					drained.CompareAndSwap(0, int64(time.Since(start)))
-					stop.Store(true)
+					if !stop.Swap(true) {
+						close(stopped)
+					}
 					break
 				}
 				t0 := time.Now()
 				status, b, err := g.roundTrip(i, req, body[:0])
+				// Paced, a request's latency runs from when it was due:
+				// a slow answer that held up this connection's next
+				// request is counted in that one too (no coordinated
+				// omission).
+				if !due.IsZero() && due.Before(t0) {
+					t0 = due
+				}
 				d := time.Since(t0)
 				requests.Add(1)
 				lat = append(lat, d)
@@ -189,7 +211,9 @@ loop:
 		}
 	}
 	ph.Elapsed = time.Since(start)
-	stop.Store(true)
+	if !stop.Swap(true) {
+		close(stopped)
+	}
 	ticker.Stop()
 	deadline.Stop()
 	<-done

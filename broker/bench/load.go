@@ -369,8 +369,21 @@ func opaReference(ctx context.Context, cfg Config, w *world, o *opaServer, res *
 
 // pacedShares are the shares of the window's rate at which the broker is
 // driven again, paced, for the latency a caller sees when the broker is
-// not the bottleneck.
-var pacedShares = []float64{0.5, 0.8}
+// not the bottleneck; the stack reference is paced to the run at
+// comparedShare too.
+var pacedShares = []float64{0.5, comparedShare}
+
+const comparedShare = 0.8
+
+// pacedAt is the paced run at share of the window's rate, or nil.
+func (r *Result) pacedAt(share float64) *PacedRun {
+	for _, p := range r.Paced {
+		if p.Share == share {
+			return p
+		}
+	}
+	return nil
+}
 
 // PacedRun is the broker driven, with the same connections, at a share of
 // the rate it made in its window.
@@ -383,6 +396,7 @@ type PacedRun struct {
 	Latency   map[string]float64 `json:"latency_ms"`
 	Errors    map[string]int64   `json:"errors,omitempty"`
 	WindowCut bool               `json:"window_cut_short,omitempty"`
+	Measured  time.Duration      `json:"measured_ns"`
 	CPU       CPUShare           `json:"cpu"`
 }
 
@@ -413,7 +427,7 @@ func pacedBroker(ctx context.Context, cfg Config, w *world, b *brokerProc, pgPID
 		g.close()
 		res.Answered += wp.Answered + ph.Answered // audited too
 		p := &PacedRun{Share: frac, Paced: rate, Requests: ph.Requests, OK: ph.OK, RPS: float64(ph.Requests) / ph.Elapsed.Seconds(),
-			Latency: percentiles(ph.Latency), Errors: ph.Errors, WindowCut: ph.Drained, CPU: share(c0, c1, ph.Requests, pgPID > 0)}
+			Latency: percentiles(ph.Latency), Errors: ph.Errors, WindowCut: ph.Drained, Measured: ph.Elapsed, CPU: share(c0, c1, ph.Requests, pgPID > 0)}
 		res.Paced = append(res.Paced, p)
 		logf("the broker paced to %.0f %% of its rate (%.0f/s): %.0f checks/s, p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, errors %s; CPU ms per check: generator %.3f, broker %.3f, postgres %.3f",
 			frac*100, rate, p.RPS, p.Latency["p50"], p.Latency["p90"], p.Latency["p99"], errorsText(p.Errors), p.CPU.GeneratorMs, p.CPU.ServerMs, p.CPU.PostgresMs)

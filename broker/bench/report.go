@@ -56,8 +56,12 @@ func Summary(r *Result) string {
 		}
 	}
 	if st := r.Stack; st != nil && st.Bare != nil && st.Signed != nil {
-		fmt.Fprintf(&b, "stack:          paced to the broker's rate: echo alone %.0f requests/s, %.3f CPU ms per request (%.2f × P-256 verify); echo and the signature %.0f/s, %.3f ms (%.2f ×); errors %s, %s\n",
-			st.Bare.RPS, st.Bare.CPU.ServerMs, st.Bare.FloorRatio, st.Signed.RPS, st.Signed.CPU.ServerMs, st.Signed.FloorRatio, errorsText(st.Bare.Errors), errorsText(st.Signed.Errors))
+		fmt.Fprintf(&b, "stack:          as fast as it answers: echo alone %.0f requests/s, %.3f CPU ms per request (%.2f × P-256 verify); echo and the signature %.0f/s, %.3f ms (%.2f ×), p99 %.2f ms; errors %s, %s\n",
+			st.Bare.RPS, st.Bare.CPU.ServerMs, st.Bare.FloorRatio, st.Signed.RPS, st.Signed.CPU.ServerMs, st.Signed.FloorRatio, st.Signed.Latency["p99"], errorsText(st.Bare.Errors), errorsText(st.Signed.Errors))
+		if pb, ps := st.PacedBare, st.PacedSigned; pb != nil && ps != nil {
+			fmt.Fprintf(&b, "stack paced:    to %.0f/s: echo alone %.3f CPU ms per request (%.2f ×); echo and the signature %.3f ms (%.2f ×), p99 %.2f ms; errors %s, %s\n",
+				ps.Paced, pb.CPU.ServerMs, pb.FloorRatio, ps.CPU.ServerMs, ps.FloorRatio, ps.Latency["p99"], errorsText(pb.Errors), errorsText(ps.Errors))
+		}
 	}
 	if w := r.Wrk; w != nil {
 		fmt.Fprintf(&b, "wrk checks/s:   %.0f  (%d requests, %d ok, %d pre-signed), p50 %.2f p99 %.2f max %.2f ms, errors %s\n",
@@ -182,17 +186,27 @@ func UpdateMarkdown(path, name string, r *Result) error {
 		row("CPU ms per OPA decision", "%s", cpuText(r.OPACPU, "opa"))
 	}
 	if st := r.Stack; st != nil && st.Bare != nil && st.Signed != nil {
-		for _, x := range []struct {
+		type labelled struct {
 			label string
 			run   *StackRun
-		}{{"stack reference: echo alone (fixed answer of the broker's size, same generator and connections, paced to the broker's rate above)", st.Bare},
-			{"stack reference: echo and the signature (the broker's signature check, nothing else)", st.Signed}} {
-			row(x.label, "%.0f requests/s, p99 %.2f ms, errors %s; server CPU **%.3f ms per request = %.2f × one P-256 verification**; CPU ms per request: %s",
-				x.run.RPS, x.run.Latency["p99"], errorsText(x.run.Errors), x.run.CPU.ServerMs, x.run.FloorRatio, cpuText(x.run.CPU, "server"))
 		}
-		if r.CPUPerRequest > 0 {
-			row("the broker beyond the stack reference", "%.0f µs of broker CPU per check more than echo and the signature (%.2f × one P-256 verification)",
+		runs := []labelled{{"stack reference: echo alone, as fast as it answers (a fixed answer of the broker's size, same generator and connections)", st.Bare},
+			{"stack reference: echo and the signature (the broker's signature check, nothing else), as fast as it answers", st.Signed}}
+		if st.PacedBare != nil && st.PacedSigned != nil {
+			runs = append(runs, labelled{fmt.Sprintf("stack reference: echo alone, paced to %.0f/s (the broker's paced run at %.0f %%)", st.PacedBare.Paced, comparedShare*100), st.PacedBare},
+				labelled{fmt.Sprintf("stack reference: echo and the signature, paced to %.0f/s", st.PacedSigned.Paced), st.PacedSigned})
+		}
+		for _, x := range runs {
+			row(x.label, "%.0f requests/s, p50 / p99 %.2f / %.2f ms, errors %s; server CPU **%.3f ms per request = %.2f × one P-256 verification**; CPU ms per request: %s",
+				x.run.RPS, x.run.Latency["p50"], x.run.Latency["p99"], errorsText(x.run.Errors), x.run.CPU.ServerMs, x.run.FloorRatio, cpuText(x.run.CPU, "server"))
+		}
+		if r.CPUPerRequest > 0 && r.Floor.P256VerifyUs > 0 {
+			row("the broker beyond echo and the signature, both as fast as they answer (at different rates)", "%.0f µs of CPU per check (%.2f × one P-256 verification)",
 				(r.CPUPerRequest-st.Signed.CPU.ServerMs)*1000, r.FloorRatio-st.Signed.FloorRatio)
+		}
+		if p := r.pacedAt(comparedShare); p != nil && st.PacedSigned != nil && r.Floor.P256VerifyUs > 0 {
+			row(fmt.Sprintf("the broker beyond echo and the signature, both paced to %.0f/s", p.Paced), "%.0f µs of CPU per check (broker %.3f ms, %.2f × one P-256 verification, against %.3f ms, %.2f ×)",
+				(p.CPU.ServerMs-st.PacedSigned.CPU.ServerMs)*1000, p.CPU.ServerMs, p.CPU.ServerMs*1000/r.Floor.P256VerifyUs, st.PacedSigned.CPU.ServerMs, st.PacedSigned.FloorRatio)
 		}
 	}
 	if w := r.Wrk; w != nil {

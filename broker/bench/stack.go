@@ -23,25 +23,34 @@ import (
 )
 
 // The stack reference: how much CPU a request costs in an HTTP server
-// built like the broker (echo on net/http, HTTP/1.1 keep-alive, the same
-// requests from the same generator) that does none of the broker's work.
-// Run twice: answering at once ("echo alone"), and after the one thing
-// no check can do without, the token's signature verified by the
-// broker's own code ("echo and the signature"). What the broker spends
-// per check beyond the second is everything Varsel adds: the token's
-// claims and replay check, the body, the flag lookup, the policy, the
-// audit entry and its group commit, the checkpointer.
+// built like the broker (echo on net/http with the broker's server
+// timeouts, HTTP/1.1 keep-alive, the same requests from the same
+// generator) that does none of the broker's work. It answers at once
+// ("echo alone"), or after the one thing no check can do without, the
+// token's signature verified by the broker's own code ("echo and the
+// signature"); each way twice: as fast as it answers (as the broker is
+// driven in its window) and paced to the rate of the broker's paced run
+// at comparedShare of its window's rate (the same rate, so the same
+// share of idle wake-ups). What the broker spends per check beyond echo
+// and the signature is what Varsel adds: its middleware (request id,
+// panic recovery, metrics, the body read whole, the query and media type
+// checked), the token's header and claims parsed strictly, the key found
+// by issuer and key id, the replay check, the flag lookup, the policy,
+// the answer encoded (larger for the tenth of checks with precautions),
+// the audit entry and its group commit, the checkpointer.
 
-// StackReference is the stack reference's two runs.
+// StackReference is the stack reference's runs.
 type StackReference struct {
-	Bare   *StackRun `json:"echo"`
-	Signed *StackRun `json:"echo_and_signature"`
+	Bare        *StackRun `json:"echo"`               // as fast as it answers
+	Signed      *StackRun `json:"echo_and_signature"` // as fast as it answers
+	PacedBare   *StackRun `json:"echo_paced,omitempty"`
+	PacedSigned *StackRun `json:"echo_and_signature_paced,omitempty"`
 }
 
 // StackRun is one run of the stack reference.
 type StackRun struct {
 	Verify     bool               `json:"verify_signature"`
-	Paced      float64            `json:"paced_requests_per_second"` // the broker's window rate
+	Paced      float64            `json:"paced_requests_per_second,omitempty"` // 0: as fast as it answers
 	Requests   int64              `json:"requests"`
 	OK         int64              `json:"ok"`
 	RPS        float64            `json:"requests_per_second"`
@@ -143,7 +152,10 @@ func ServeStack(ctx context.Context, listen, keysFile string, verify bool, out i
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	// The broker's server settings (broker/api), so that the reference
+	// pays for what they cost.
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 90 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 32 << 10}
 	go func() {
 		<-ctx.Done()
 		_ = srv.Close()
@@ -156,11 +168,11 @@ func ServeStack(ctx context.Context, listen, keysFile string, verify bool, out i
 }
 
 // stackReference runs the reference server (self, a varsel-bench binary,
-// as "varsel-bench stack-server", a process of its own) twice, without
-// and with the signature, and drives each with the same generator and
-// connections as the broker, paced to the broker's rate in its window, so
-// that the CPU per request is taken at the same load (a faster server on
-// a machine that is busier would pay more for every part of a request).
+// as "varsel-bench stack-server", a process of its own) without and with
+// the signature, each driven by the same generator and connections as the
+// broker: as fast as it answers, then paced to the broker's paced run at
+// comparedShare of its window's rate (when there was one), so that each
+// can be set against the broker driven the same way.
 func stackReference(ctx context.Context, cfg Config, w *world, res *Result, logf func(string, ...any)) error {
 	dir, err := os.MkdirTemp("", "varsel-bench-stack")
 	if err != nil {
@@ -176,22 +188,34 @@ func stackReference(ctx context.Context, cfg Config, w *world, res *Result, logf
 		return err
 	}
 	res.Stack = &StackReference{}
-	for _, verify := range []bool{false, true} {
-		run, err := stackRun(ctx, cfg, w, keysFile, verify, res.RPS)
+	type plan struct {
+		verify bool
+		rate   float64 // 0: as fast as it answers
+		into   **StackRun
+	}
+	runs := []plan{{false, 0, &res.Stack.Bare}, {true, 0, &res.Stack.Signed}}
+	if p := res.pacedAt(comparedShare); p != nil {
+		runs = append(runs, plan{false, p.Paced, &res.Stack.PacedBare}, plan{true, p.Paced, &res.Stack.PacedSigned})
+	}
+	for _, r := range runs {
+		run, err := stackRun(ctx, cfg, w, keysFile, r.verify, r.rate)
 		if err != nil {
 			return err
 		}
 		if res.Floor.P256VerifyUs > 0 {
 			run.FloorRatio = run.CPU.ServerMs * 1000 / res.Floor.P256VerifyUs
 		}
+		*r.into = run
 		name := "echo alone"
-		if verify {
-			name, res.Stack.Signed = "echo and the signature", run
-		} else {
-			res.Stack.Bare = run
+		if r.verify {
+			name = "echo and the signature"
 		}
-		logf("stack reference (%s, paced to %.0f/s): %.0f requests/s, p99 %.2f ms, errors %s; CPU ms per request: generator %.3f, server %.3f (%.2f × one P-256 verification)",
-			name, run.Paced, run.RPS, run.Latency["p99"], errorsText(run.Errors), run.CPU.GeneratorMs, run.CPU.ServerMs, run.FloorRatio)
+		how := "as fast as it answers"
+		if r.rate > 0 {
+			how = fmt.Sprintf("paced to %.0f/s", r.rate)
+		}
+		logf("stack reference (%s, %s): %.0f requests/s, p99 %.2f ms, errors %s; CPU ms per request: generator %.3f, server %.3f (%.2f × one P-256 verification)",
+			name, how, run.RPS, run.Latency["p99"], errorsText(run.Errors), run.CPU.GeneratorMs, run.CPU.ServerMs, run.FloorRatio)
 	}
 	return nil
 }
@@ -213,10 +237,24 @@ func stackRun(ctx context.Context, cfg Config, w *world, keysFile string, verify
 		return nil, fmt.Errorf("start the stack reference: %w", err)
 	}
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	addr, ok := strings.CutPrefix(strings.TrimSpace(line), "listening ")
-	if err != nil || !ok {
-		return nil, fmt.Errorf("the stack reference did not start: %q %v", line, err)
+	type started struct {
+		line string
+		err  error
+	}
+	first := make(chan started, 1)
+	go func() {
+		line, err := bufio.NewReader(stdout).ReadString('\n')
+		first <- started{line, err}
+	}()
+	var addr string
+	select {
+	case st := <-first:
+		var ok bool
+		if addr, ok = strings.CutPrefix(strings.TrimSpace(st.line), "listening "); st.err != nil || !ok {
+			return nil, fmt.Errorf("the stack reference did not start: %q %v", st.line, st.err)
+		}
+	case <-time.After(60 * time.Second):
+		return nil, errors.New("the stack reference did not start within 60 s")
 	}
 
 	g := newGenerator(addr, cfg.Connections)
