@@ -51,13 +51,14 @@ alone (the group-commit ceiling), a stock OPA server evaluating the same
 policy over loopback HTTP, and the stack reference: an echo server (a
 process of its own) that answers POST /v1/checks with a fixed answer of the
 broker's size, first at once and then after verifying the token's signature
-with the broker's own code, so that the report shows what HTTP and the
+with the broker's own code, each as fast as it answers and paced to the
+broker's rate at 80 % below, so that the report shows what HTTP and the
 signature cost with none of Varsel's work around them. Each reference is
-driven by the same generator with the same connections. Right after its
-window the broker is driven again, paced to 50 % and then 80 % of the rate
-it made (--stack-duration each), for the latency a caller sees when the
-broker is not saturated. With --wrk it also drives the broker and the OPA server with
-wrk (a C load generator; deploy/wrk.sh installs Debian's package as root)
+driven by the same generator with the same connections. After its windows
+the broker is driven again, paced to 50 % and then 80 % of the rate it made
+(--stack-duration each; a paced request's latency runs from when it was
+due), for the latency a caller sees when the broker is not saturated. With
+--wrk it also drives the broker and the OPA server with wrk (a C load generator; deploy/wrk.sh installs Debian's package as root)
 fed pre-signed requests by a Lua script, and reports both. With
 --compare-tree it restarts the broker on the same database without the
 audit log's Merkle tree ("varsel serve --bench-without-tree", a benchmark
