@@ -52,15 +52,16 @@ policy over loopback HTTP, and the stack reference: an echo server (a
 process of its own) that answers POST /v1/checks with a fixed answer of the
 broker's size, first at once and then after verifying the token's signature
 with the broker's own code, each as fast as it answers and paced to the
-broker's rate at 80 % below, so that the report shows what HTTP and the
-signature cost with none of Varsel's work around them. Each reference is
-driven by the same generator with the same connections. After its windows
-the broker is driven again, paced to 50 % and then 80 % of the rate it made
-(--stack-duration each; a paced request's latency runs from when it was
-due), for the latency a caller sees when the broker is not saturated. With
---wrk it also drives the broker and the OPA server with wrk (a C load generator; deploy/wrk.sh installs Debian's package as root)
-fed pre-signed requests by a Lua script, and reports both. With
---compare-tree it restarts the broker on the same database without the
+broker's paced rate at 80 % (below), so that the report shows what HTTP and
+the signature cost with none of Varsel's work around them. Each reference
+is driven by the same generator with the same connections. After its
+windows the broker is driven again, paced to 50 % and then 80 % of the rate
+it made (--stack-duration each; a paced request's latency runs from when it
+was due), for the latency a caller sees when the broker is not saturated
+(--skip-paced does without). With --wrk it also drives the broker and the
+OPA server with wrk (a C load generator; deploy/wrk.sh installs Debian's
+package as root) fed pre-signed requests by a Lua script, and reports both.
+With --compare-tree it restarts the broker on the same database without the
 audit log's Merkle tree ("varsel serve --bench-without-tree", a benchmark
 only mode) right after the window, measures the same load again and
 reports what the tree costs. Before the load it times "varsel audit
@@ -110,7 +111,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	skipOPA := fs.Bool("skip-opa", false, "do not run the stock OPA reference")
 	skipStack := fs.Bool("skip-stack", false, "do not run the stack reference (echo alone, and echo with the signature)")
 	skipPaced := fs.Bool("skip-paced", false, "do not drive the broker again at 50 % and 80 % of its window's rate (the latency below saturation)")
-	stackDur := fs.Duration("stack-duration", 0, "how long to drive each paced run: the broker's and the stack reference's (default min(duration, 15s))")
+	stackDur := fs.Duration("stack-duration", 0, "how long to drive each paced run of the broker and each run of the stack reference (default min(duration, 15s))")
 	alg := fs.String("alg", "ES256", "the agencies' signing algorithm: ES256 or EdDSA")
 	out := fs.String("out", "bench-result.json", "JSON result file")
 	md := fs.String("markdown", "", "update the load section of this Markdown file (e.g. docs/performance.md)")
