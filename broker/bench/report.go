@@ -152,7 +152,7 @@ func UpdateMarkdown(path, name string, r *Result) error {
 	}
 	row("broker peak RSS", "**%.0f MiB**", r.PeakRSSMiB)
 	for _, p := range r.Paced {
-		row(fmt.Sprintf("the same broker paced to %.0f %% of that rate (same generator and connections, the last runs on the broker; latency from when each request was due)", p.Share*100),
+		row(fmt.Sprintf("the broker, with the tree, paced to %.0f %% of that rate (same generator, as many connections, the last runs on the broker; latency from when each request was due)", p.Share*100),
 			"%.0f checks/s, p50 / p90 / p99 / max %.2f / %.2f / **%.2f** / %.2f ms, errors %s%s; CPU ms per check: %s",
 			p.RPS, p.Latency["p50"], p.Latency["p90"], p.Latency["p99"], p.Latency["max"], errorsText(p.Errors), pacedCut(p), cpuText(p.CPU, "broker"))
 	}

@@ -127,7 +127,7 @@ func TestReportRendersEarlierRun(t *testing.T) {
 	// What the broker spends beyond echo and the signature, each pair
 	// driven the same way.
 	for _, want := range []string{
-		"| the same broker paced to 80 % of that rate",
+		"| the broker, with the tree, paced to 80 % of that rate",
 		"| the broker beyond echo and the signature, both as fast as they answer (at different rates) | 100 µs of CPU per check (2.00 × one P-256 verification) |",
 		"| the broker beyond echo and the signature, both paced to 80/s | 130 µs of CPU per check (broker 0.250 ms, 5.00 × one P-256 verification, against 0.120 ms, 2.40 ×) |",
 		"| stack reference: echo and the signature, paced to 80/s |",
