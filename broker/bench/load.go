@@ -385,19 +385,30 @@ func (r *Result) pacedAt(share float64) *PacedRun {
 	return nil
 }
 
-// PacedRun is the broker driven, with the same connections, at a share of
-// the rate it made in its window.
-type PacedRun struct {
-	Share     float64            `json:"share_of_window_rate"`
-	Paced     float64            `json:"paced_requests_per_second"`
+// Window is what one paced or reference window of the generator gave.
+type Window struct {
 	Requests  int64              `json:"requests"`
 	OK        int64              `json:"ok"`
 	RPS       float64            `json:"requests_per_second"`
 	Latency   map[string]float64 `json:"latency_ms"`
 	Errors    map[string]int64   `json:"errors,omitempty"`
-	WindowCut bool               `json:"window_cut_short,omitempty"`
 	Measured  time.Duration      `json:"measured_ns"`
+	WindowCut bool               `json:"window_cut_short,omitempty"` // the pre-signed requests ran out
 	CPU       CPUShare           `json:"cpu"`
+}
+
+// window sums up a phase and the CPU it took.
+func window(ph *phase, cpu CPUShare) Window {
+	return Window{Requests: ph.Requests, OK: ph.OK, RPS: float64(ph.Requests) / ph.Elapsed.Seconds(), Latency: percentiles(ph.Latency),
+		Errors: ph.Errors, Measured: ph.Elapsed, WindowCut: ph.Drained, CPU: cpu}
+}
+
+// PacedRun is the broker driven, with as many connections, at a share of
+// the rate it made in its window.
+type PacedRun struct {
+	Share float64 `json:"share_of_window_rate"`
+	Paced float64 `json:"paced_requests_per_second"`
+	Window
 }
 
 // pacedBroker drives b at each of pacedShares of the window's rate for
@@ -426,8 +437,7 @@ func pacedBroker(ctx context.Context, cfg Config, w *world, b *brokerProc, pgPID
 		c1 := meter.read()
 		g.close()
 		res.Answered += wp.Answered + ph.Answered // audited too
-		p := &PacedRun{Share: frac, Paced: rate, Requests: ph.Requests, OK: ph.OK, RPS: float64(ph.Requests) / ph.Elapsed.Seconds(),
-			Latency: percentiles(ph.Latency), Errors: ph.Errors, WindowCut: ph.Drained, Measured: ph.Elapsed, CPU: share(c0, c1, ph.Requests, pgPID > 0)}
+		p := &PacedRun{Share: frac, Paced: rate, Window: window(ph, share(c0, c1, ph.Requests, pgPID > 0))}
 		res.Paced = append(res.Paced, p)
 		logf("the broker paced to %.0f %% of its rate (%.0f/s): %.0f checks/s, p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, errors %s; CPU ms per check: generator %.3f, broker %.3f, postgres %.3f",
 			frac*100, rate, p.RPS, p.Latency["p50"], p.Latency["p90"], p.Latency["p99"], errorsText(p.Errors), p.CPU.GeneratorMs, p.CPU.ServerMs, p.CPU.PostgresMs)

@@ -49,15 +49,10 @@ type StackReference struct {
 
 // StackRun is one run of the stack reference.
 type StackRun struct {
-	Verify     bool               `json:"verify_signature"`
-	Paced      float64            `json:"paced_requests_per_second,omitempty"` // 0: as fast as it answers
-	Requests   int64              `json:"requests"`
-	OK         int64              `json:"ok"`
-	RPS        float64            `json:"requests_per_second"`
-	Latency    map[string]float64 `json:"latency_ms"`
-	Errors     map[string]int64   `json:"errors,omitempty"`
-	CPU        CPUShare           `json:"cpu"`
-	FloorRatio float64            `json:"server_cpu_per_request_over_p256_verify"`
+	Verify     bool    `json:"verify_signature"`
+	Paced      float64 `json:"paced_requests_per_second,omitempty"` // 0: as fast as it answers
+	FloorRatio float64 `json:"server_cpu_per_request_over_p256_verify"`
+	Window
 }
 
 // stackAnswer is what the reference answers: the size and shape of the
@@ -73,6 +68,12 @@ type stackKey struct {
 	JWK json.RawMessage `json:"jwk"`
 }
 
+// stackPublicKey is a parsed key and the one algorithm it signs with.
+type stackPublicKey struct {
+	jwk *jose.JSONWebKey
+	alg string
+}
+
 // StackServer is the reference server's handler set: POST /v1/checks
 // reads the body and, when verify is set, checks the bearer token's
 // signature with the key its kid names (401 when it fails), then answers
@@ -82,14 +83,13 @@ func StackServer(keys []byte, verify bool) (http.Handler, error) {
 	if err := json.Unmarshal(keys, &ks); err != nil {
 		return nil, fmt.Errorf("keys: %w", err)
 	}
-	byKID := map[string]*jose.JSONWebKey{}
-	algs := map[string]string{}
+	byKID := map[string]stackPublicKey{}
 	for _, k := range ks {
 		var jwk jose.JSONWebKey
 		if err := jwk.UnmarshalJSON(k.JWK); err != nil {
 			return nil, fmt.Errorf("key %q: %w", k.KID, err)
 		}
-		byKID[k.KID], algs[k.KID] = &jwk, k.Alg
+		byKID[k.KID] = stackPublicKey{&jwk, k.Alg}
 	}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
@@ -99,7 +99,7 @@ func StackServer(keys []byte, verify bool) (http.Handler, error) {
 		}
 		if verify {
 			tok, ok := strings.CutPrefix(c.Request().Header.Get("Authorization"), "Bearer ")
-			if !ok || !stackVerify(tok, byKID, algs) {
+			if !ok || !stackVerify(tok, byKID) {
 				return c.NoContent(http.StatusUnauthorized)
 			}
 		}
@@ -110,7 +110,7 @@ func StackServer(keys []byte, verify bool) (http.Handler, error) {
 
 // stackVerify checks a compact JWS's signature: the kid from its header,
 // then auth.SignatureValid over the signing input.
-func stackVerify(tok string, keys map[string]*jose.JSONWebKey, algs map[string]string) bool {
+func stackVerify(tok string, keys map[string]stackPublicKey) bool {
 	h, rest, ok := strings.Cut(tok, ".")
 	if !ok {
 		return false
@@ -130,11 +130,11 @@ func stackVerify(tok string, keys map[string]*jose.JSONWebKey, algs map[string]s
 	if json.Unmarshal(raw, &hdr) != nil {
 		return false
 	}
-	key := keys[hdr.Kid]
-	if key == nil || algs[hdr.Kid] != hdr.Alg {
+	key, ok := keys[hdr.Kid]
+	if !ok || key.alg != hdr.Alg {
 		return false
 	}
-	return auth.SignatureValid(key, hdr.Alg, tok[:len(h)+1+len(payload)], sig)
+	return auth.SignatureValid(key.jwk, hdr.Alg, tok[:len(h)+1+len(payload)], sig)
 }
 
 // ServeStack runs the reference server on listen until ctx ends, printing
@@ -273,6 +273,5 @@ func stackRun(ctx context.Context, cfg Config, w *world, keysFile string, verify
 	g.rate = rate
 	ph := g.run(ctx, pool, cfg.StackDuration, nil)
 	c1 := meter.read()
-	return &StackRun{Verify: verify, Paced: rate, Requests: ph.Requests, OK: ph.OK, RPS: float64(ph.Requests) / ph.Elapsed.Seconds(),
-		Latency: percentiles(ph.Latency), Errors: ph.Errors, CPU: share(c0, c1, ph.Requests, false)}, nil
+	return &StackRun{Verify: verify, Paced: rate, Window: window(ph, share(c0, c1, ph.Requests, false))}, nil
 }

@@ -104,12 +104,12 @@ func TestReportRendersEarlierRun(t *testing.T) {
 		// The broker 0.2 ms a check at 50 µs a verification (4 ×); paced
 		// to 80/s, 0.25 ms; echo and the signature 0.1 and 0.12 ms.
 		CPUPerRequest: 0.2, Floor: bench.Floor{P256VerifyUs: 50}, FloorRatio: 4,
-		Paced: []*bench.PacedRun{{Share: 0.8, Paced: 80, Requests: 80, OK: 80, RPS: 80, CPU: bench.CPUShare{ServerMs: 0.25}}},
+		Paced: []*bench.PacedRun{{Share: 0.8, Paced: 80, Window: bench.Window{Requests: 80, OK: 80, RPS: 80, CPU: bench.CPUShare{ServerMs: 0.25}}}},
 		Stack: &bench.StackReference{
-			Bare:        &bench.StackRun{RPS: 1000, CPU: bench.CPUShare{ServerMs: 0.02}, FloorRatio: 0.4},
-			Signed:      &bench.StackRun{Verify: true, RPS: 500, CPU: bench.CPUShare{ServerMs: 0.1}, FloorRatio: 2},
-			PacedBare:   &bench.StackRun{Paced: 80, RPS: 80, CPU: bench.CPUShare{ServerMs: 0.03}, FloorRatio: 0.6},
-			PacedSigned: &bench.StackRun{Verify: true, Paced: 80, RPS: 80, CPU: bench.CPUShare{ServerMs: 0.12}, FloorRatio: 2.4}}}
+			Bare:        &bench.StackRun{FloorRatio: 0.4, Window: bench.Window{RPS: 1000, CPU: bench.CPUShare{ServerMs: 0.02}}},
+			Signed:      &bench.StackRun{Verify: true, FloorRatio: 2, Window: bench.Window{RPS: 500, CPU: bench.CPUShare{ServerMs: 0.1}}},
+			PacedBare:   &bench.StackRun{Paced: 80, FloorRatio: 0.6, Window: bench.Window{RPS: 80, CPU: bench.CPUShare{ServerMs: 0.03}}},
+			PacedSigned: &bench.StackRun{Verify: true, Paced: 80, FloorRatio: 2.4, Window: bench.Window{RPS: 80, CPU: bench.CPUShare{ServerMs: 0.12}}}}}
 	b, _ := json.Marshal(res)
 	resultFile, md := filepath.Join(dir, "result.json"), filepath.Join(dir, "perf.md")
 	if err := os.WriteFile(resultFile, b, 0o644); err != nil {
